@@ -1,0 +1,114 @@
+"""Autograd for the convkit ops, attached with torch.library.register_autograd.
+
+The backward of conv2d is convkit::conv2d_backward, and that op's own backward
+is written with conv2d and conv2d_backward again, so gradients of any order
+(gradgradcheck, double backward) run on convkit's kernels.
+"""
+import torch
+
+from ._args import pair
+
+ops = torch.ops.convkit
+
+
+def _wanted(grad):
+    return grad is not None and grad.numel() > 0
+
+
+# conv2d ---------------------------------------------------------------------
+
+def _conv2d_setup_context(ctx, inputs, output):
+    input, weight, bias, stride, padding, dilation, groups = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.hyper = (stride, padding, dilation, groups)
+    ctx.has_bias = bias is not None
+
+
+def _conv2d_backward(ctx, grad_output):
+    input, weight = ctx.saved_tensors
+    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+    grad_input, grad_weight, grad_bias = ops.conv2d_backward(grad_output, input, weight, *ctx.hyper, mask)
+    return (grad_input if mask[0] else None, grad_weight if mask[1] else None, grad_bias if mask[2] else None,
+            None, None, None, None)
+
+
+torch.library.register_autograd("convkit::conv2d", _conv2d_backward, setup_context=_conv2d_setup_context)
+
+
+# conv2d_backward: gi = conv_transpose(go, w), gw = corr(x, go), gb = sum(go) ---
+
+def _conv2d_backward_setup_context(ctx, inputs, output):
+    grad_output, input, weight, stride, padding, dilation, groups, output_mask = inputs
+    ctx.save_for_backward(grad_output, input, weight)
+    ctx.hyper = (stride, padding, dilation, groups)
+    ctx.output_mask = output_mask
+
+
+def _conv2d_backward_backward(ctx, grad_grad_input, grad_grad_weight, grad_grad_bias):
+    grad_output, input, weight = ctx.saved_tensors
+    stride, padding, dilation, groups = ctx.hyper
+    need_grad_output, need_input, need_weight = ctx.needs_input_grad[:3]
+    ggi = grad_grad_input if ctx.output_mask[0] and _wanted(grad_grad_input) else None
+    ggw = grad_grad_weight if ctx.output_mask[1] and _wanted(grad_grad_weight) else None
+    ggb = grad_grad_bias if ctx.output_mask[2] and _wanted(grad_grad_bias) else None
+
+    d_grad_output = d_input = d_weight = None
+    if need_grad_output:
+        d_grad_output = torch.zeros_like(grad_output)
+        if ggi is not None:
+            d_grad_output = d_grad_output + ops.conv2d(ggi, weight, None, stride, padding, dilation, groups)
+        if ggw is not None:
+            d_grad_output = d_grad_output + ops.conv2d(input, ggw, None, stride, padding, dilation, groups)
+        if ggb is not None:
+            d_grad_output = d_grad_output + ggb.view(1, -1, 1, 1)
+    if need_input and ggw is not None:
+        d_input = ops.conv2d_backward(grad_output, input, ggw, stride, padding, dilation, groups,
+                                      [True, False, False])[0]
+    if need_weight and ggi is not None:
+        d_weight = ops.conv2d_backward(grad_output, ggi, weight, stride, padding, dilation, groups,
+                                       [False, True, False])[1]
+    return d_grad_output, d_input, d_weight, None, None, None, None, None
+
+
+torch.library.register_autograd("convkit::conv2d_backward", _conv2d_backward_backward,
+                                setup_context=_conv2d_backward_setup_context)
+
+
+# corr2d: the single-channel case of conv2d -----------------------------------
+
+def _corr2d_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _corr2d_backward(ctx, grad_output):
+    x, k = ctx.saved_tensors
+    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
+    grad_x, grad_k, _ = ops.conv2d_backward(grad_output[None, None], x[None, None], k[None, None],
+                                            [1, 1], [0, 0], [1, 1], 1, mask)
+    return (grad_x[0, 0] if mask[0] else None, grad_k[0, 0] if mask[1] else None)
+
+
+torch.library.register_autograd("convkit::corr2d", _corr2d_backward, setup_context=_corr2d_setup_context)
+
+
+class Conv2dFunction(torch.autograd.Function):
+    """conv2d as an explicit autograd Function:
+    Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups)
+    with 4-D input, int-or-pair hyper-parameters and numeric padding. Its
+    backward runs convkit::conv2d_backward for the inputs that need gradients."""
+
+    @staticmethod
+    def forward(input, weight, bias, stride, padding, dilation, groups):
+        return ops.conv2d(input, weight, bias, pair(stride, "stride"), pair(padding, "padding"),
+                          pair(dilation, "dilation"), groups)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, weight, bias, stride, padding, dilation, groups = inputs
+        ctx.save_for_backward(input, weight)
+        ctx.hyper = (pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation"), groups)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return _conv2d_backward(ctx, grad_output)

@@ -1,0 +1,105 @@
+#include "checks.h"
+
+#include <c10/util/Exception.h>
+
+namespace convkit {
+namespace {
+
+void check_pair(const char* op, const char* name, at::IntArrayRef values) {
+  TORCH_CHECK(values.size() == 2, op, ": expected ", name, " to have 2 elements (height, width), got ",
+              values.size());
+}
+
+void check_floating(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": expected ", name,
+              " to be a floating-point tensor, got ", t.scalar_type());
+  TORCH_CHECK(!t.is_cpu() || t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op,
+              ": ", t.scalar_type(), " is not supported on CPU; use float32 or float64");
+}
+
+void check_same_kind(const char* op, const char* name, const at::Tensor& input, const at::Tensor& other) {
+  TORCH_CHECK(other.device() == input.device(), op,
+              ": expected all tensors to be on the same device, but input is on ", input.device(), " and ",
+              name, " is on ", other.device());
+  TORCH_CHECK(other.scalar_type() == input.scalar_type(), op, ": input type (", input.scalar_type(),
+              ") and ", name, " type (", other.scalar_type(), ") should be the same");
+}
+
+}  // namespace
+
+ConvShape check_conv2d(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                       const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(input.dim() == 4, op, ": expected 4-D input (N, C, H, W), but got input of size: ",
+              input.sizes());
+  TORCH_CHECK(weight.dim() == 4, op, ": expected 4-D weight (out_channels, in_channels/groups, kH, kW), but got weight of size: ",
+              weight.sizes());
+  check_floating(op, "input", input);
+  check_same_kind(op, "weight", input, weight);
+  check_pair(op, "stride", stride);
+  check_pair(op, "padding", padding);
+  check_pair(op, "dilation", dilation);
+  TORCH_CHECK(groups > 0, op, ": non-positive groups is not supported, got groups=", groups);
+  TORCH_CHECK(stride[0] > 0 && stride[1] > 0, op, ": non-positive stride is not supported, got stride=", stride);
+  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": negative padding is not supported, got padding=", padding);
+  TORCH_CHECK(dilation[0] > 0 && dilation[1] > 0, op, ": dilation should be greater than zero, got dilation=",
+              dilation);
+
+  ConvShape s;
+  s.N = input.size(0); s.C = input.size(1); s.H = input.size(2); s.W = input.size(3);
+  s.K = weight.size(0); s.R = weight.size(2); s.S = weight.size(3);
+  s.groups = groups;
+  s.stride_h = stride[0]; s.stride_w = stride[1];
+  s.pad_h = padding[0]; s.pad_w = padding[1];
+  s.dil_h = dilation[0]; s.dil_w = dilation[1];
+
+  TORCH_CHECK(s.R > 0 && s.S > 0, op, ": kernel size must be positive, but got weight of size ", weight.sizes());
+  TORCH_CHECK(s.K % groups == 0, op, ": given groups=", groups, ", expected weight to be divisible by ", groups,
+              " at dimension 0, but got weight of size ", weight.sizes(), " instead");
+  TORCH_CHECK(s.C == weight.size(1) * groups, op, ": given groups=", groups, ", weight of size ", weight.sizes(),
+              ", expected input", input.sizes(), " to have ", weight.size(1) * groups, " channels, but got ", s.C,
+              " channels instead");
+  if (bias.has_value() && bias->defined()) {
+    check_same_kind(op, "bias", input, *bias);
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.K, op, ": given weight of size ", weight.sizes(),
+                ", expected bias to be 1-dimensional with ", s.K, " elements, but got bias of size ",
+                bias->sizes(), " instead");
+  }
+
+  const int64_t padded_h = s.H + 2 * s.pad_h, padded_w = s.W + 2 * s.pad_w;
+  const int64_t extent_h = s.dil_h * (s.R - 1) + 1, extent_w = s.dil_w * (s.S - 1) + 1;
+  TORCH_CHECK(padded_h >= extent_h && padded_w >= extent_w, op, ": calculated padded input size per channel: (",
+              padded_h, " x ", padded_w, "). Kernel size: (", extent_h, " x ", extent_w,
+              "). Kernel size can't be greater than actual input size");
+  s.P = (padded_h - extent_h) / s.stride_h + 1;
+  s.Q = (padded_w - extent_w) / s.stride_w + 1;
+  return s;
+}
+
+void check_corr2d(const at::Tensor& x, const at::Tensor& k) {
+  const char* op = "convkit::corr2d";
+  TORCH_CHECK(x.dim() == 2, op, ": expected a 2-D input X (H, W), but got X of size ", x.sizes());
+  TORCH_CHECK(k.dim() == 2, op, ": expected a 2-D kernel K (h, w), but got K of size ", k.sizes());
+  check_floating(op, "X", x);
+  check_same_kind(op, "K", x, k);
+  TORCH_CHECK(k.size(0) > 0 && k.size(1) > 0, op, ": the kernel must not be empty, got K of size ", k.sizes());
+  TORCH_CHECK(k.size(0) <= x.size(0) && k.size(1) <= x.size(1), op, ": kernel of size ", k.sizes(),
+              " is larger than the input of size ", x.sizes());
+}
+
+void check_grad_output(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
+                       const ConvShape& s) {
+  check_same_kind(op, "grad_output", input, grad_output);
+  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == s.N && grad_output.size(1) == s.K &&
+                  grad_output.size(2) == s.P && grad_output.size(3) == s.Q,
+              op, ": expected grad_output of size [", s.N, ", ", s.K, ", ", s.P, ", ", s.Q, "], but got ",
+              grad_output.sizes());
+}
+
+at::MemoryFormat output_memory_format(const at::Tensor& input, const at::Tensor& weight) {
+  const bool channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast ||
+                             weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+}  // namespace convkit

@@ -1,0 +1,29 @@
+// Argument validation for the convkit ops. Every op checks its own inputs,
+// since users can call torch.ops.convkit.* directly.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
+
+#include "conv_shape.h"
+
+namespace convkit {
+
+// Validates ranks, dtypes, devices, channel counts and hyper-parameters of a
+// conv2d call and returns its geometry. Raises c10::Error (RuntimeError in
+// Python) with a message that names the problem.
+ConvShape check_conv2d(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                       const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
+
+// Validates a 2-D cross-correlation's operands.
+void check_corr2d(const at::Tensor& x, const at::Tensor& k);
+
+// Checks that grad_output has the shape the forward pass produced.
+void check_grad_output(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
+                       const ConvShape& shape);
+
+// Output (and gradient) layout follows torch's rule: channels_last when either
+// operand suggests it.
+at::MemoryFormat output_memory_format(const at::Tensor& input, const at::Tensor& weight);
+
+}  // namespace convkit
