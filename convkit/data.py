@@ -128,6 +128,19 @@ def load_fashion_mnist(data_dir=None):
     return train + test
 
 
+def write_idx(path, array, compress=None):
+    """Writes a uint8 tensor (or array-like) as an IDX file; gzipped when compress is True, or by
+    default when path ends in .gz. The inverse of read_idx, for subsets and tests."""
+    t = torch.as_tensor(array)
+    if t.dtype != torch.uint8:
+        raise TypeError(f"write_idx: expected uint8 data, got {t.dtype}")
+    blob = struct.pack(f">HBB{t.dim()}I", 0, UBYTE, t.dim(), *t.shape) + t.contiguous().numpy().tobytes()
+    if compress is None:
+        compress = os.fspath(path).endswith(".gz")
+    with open(path, "wb") as f:
+        f.write(gzip.compress(blob, compresslevel=1) if compress else blob)
+
+
 def get_fashion_mnist_labels(labels):
     """Text labels, as the textbook's d2l.get_fashion_mnist_labels."""
     return [TEXT_LABELS[int(i)] for i in labels]
