@@ -92,10 +92,8 @@ class Dist:
 
 def _resolve_device(arg, ddp):
     device = torch.device(arg) if arg else try_gpu()
-    if ddp and device.type == "cuda" and device.index is None:
+    if ddp and device.type == "cuda":  # one GPU per process
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    elif ddp and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", device.index)))
     return device
 
 
@@ -336,6 +334,7 @@ def plot(runs, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     fig, ax = plt.subplots(figsize=(5, 3.5))
     colors = {"train_loss": "C0", "train_acc": "C1", "test_acc": "C2"}
     for run in runs:
@@ -344,9 +343,11 @@ def plot(runs, path):
         style = "-" if run.conv == "convkit" else "--"
         for key, color in colors.items():
             label = key.replace("_", " ") + ("" if len(runs) == 1 else f" ({run.conv})")
-            ax.plot(epochs, m[key], style, color=color, marker="." if len(epochs) < 3 else None, label=label)
+            ax.plot(epochs, m[key], style, color=color, marker="." if len(epochs) < 3 else None, label=label,
+                    alpha=1.0 if run.conv == "convkit" else 0.6)
     m = runs[0].metrics
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlim(0.8 if len(m["train_loss"]) > 1 else 0.5, max(len(m["train_loss"]), 1) + 0.2)
     ax.set_ylim(0, max(1.0, *(max(r.metrics["train_loss"]) for r in runs)) * 1.05)
     ax.grid(True, alpha=0.3)
