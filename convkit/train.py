@@ -19,8 +19,8 @@ from . import models
 from .devices import try_gpu
 
 BOOK_LR = 0.9
-# ReLU + max-pooling needs a smaller step than the sigmoid net: at lr 0.5 it stayed at chance for the whole
-# first epoch (seed 0), while 0.3 learned faster than 0.1 (test acc 0.78 vs 0.71 after one epoch).
+# ReLU + max-pooling needs a smaller step than the sigmoid net. Seed 0, 10 epochs, test acc of the torch twin:
+# lr 0.1: 0.863, 0.2: 0.877, 0.3: 0.884, 0.4: 0.880, 0.5: stuck at chance (loss 2.30 after two epochs).
 MODERN_LR = 0.3
 FIRST_LOSSES = 20
 CONVS = {"convkit": None, "torch": nn.Conv2d}  # None: convkit.nn.Conv2d (the default of models.LeNet)
