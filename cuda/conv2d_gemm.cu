@@ -35,6 +35,7 @@ template <typename T>
 struct ForwardProblem {
   using A = acc_t<T>;
   static constexpr bool kRowFastLoads = true;  // consecutive rows are consecutive output columns q
+  static constexpr bool kSplitK = false;
   ConvShape s;
   const T* x; Str4 xs;
   const T* w; Str4 ws;
@@ -91,6 +92,7 @@ template <typename T>
 struct BackwardInputProblem {
   using A = acc_t<T>;
   static constexpr bool kRowFastLoads = true;
+  static constexpr bool kSplitK = false;
   ConvShape s;
   const T* gy; Str4 gys;
   const T* w; Str4 ws;
@@ -147,6 +149,7 @@ template <typename T>
 struct BackwardWeightProblem {
   using A = acc_t<T>;
   static constexpr bool kRowFastLoads = false;  // consecutive reduction indices are consecutive q
+  static constexpr bool kSplitK = true;
   ConvShape s;
   const T* x; Str4 xs;
   const T* gy; Str4 gys;
@@ -343,10 +346,14 @@ cudaError_t run(const Problem& prob, int64_t groups, int splits, Store mode, voi
   gemm_kernel<T, Problem><<<grid, kThreads, 0, stream>>>(prob, splits, tiles_per_split, mode, ws);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || mode == Store::Direct) return err;
-  const int64_t slice = groups * prob.N * prob.M;
-  const int64_t blocks = std::min<int64_t>(ceil_div(slice, kThreads), int64_t(1) << 16);
-  reduce_kernel<T, Problem><<<unsigned(blocks), kThreads, 0, stream>>>(prob, groups, mode == Store::Atomic ? 1 : splits, ws);
-  return cudaGetLastError();
+  if constexpr (Problem::kSplitK) {  // only the weight gradient splits the reduction
+    const int64_t slice = groups * prob.N * prob.M;
+    const int64_t blocks = std::min<int64_t>(ceil_div(slice, kThreads), int64_t(1) << 16);
+    reduce_kernel<T, Problem>
+        <<<unsigned(blocks), kThreads, 0, stream>>>(prob, groups, mode == Store::Atomic ? 1 : splits, ws);
+    return cudaGetLastError();
+  }
+  return cudaErrorInvalidConfiguration;
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ compile() {
 }
 status=0
 pids=()
-for src in "$ROOT"/cuda/*.cu; do
+# Largest first, so the longest compile does not start last.
+for src in $(ls -S "$ROOT"/cuda/*.cu); do
   compile "$src" &
   pids+=($!)
   if [ "${#pids[@]}" -ge "$JOBS" ]; then
