@@ -30,7 +30,9 @@ def include_dirs(root):
 def cxx_flags(torch_version):
     flags = ["-O3", "-fopenmp", "-fvisibility=hidden", f'-DCONVKIT_TORCH_VERSION="{torch_version}"']
     if env_flag("CONVKIT_SANITIZE"):
-        flags = [f for f in flags if f != "-O3"] + ["-O1", "-g", "-fno-omit-frame-pointer",
+        # -fno-wrapv undoes the -fwrapv that Python's compile flags add, so
+        # UBSan reports signed overflow instead of letting it wrap silently.
+        flags = [f for f in flags if f != "-O3"] + ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv",
                                                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
     return flags
 

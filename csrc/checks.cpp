@@ -1,6 +1,7 @@
 #include "checks.h"
 
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
 
 namespace convkit {
 namespace {
@@ -56,7 +57,8 @@ ConvShape check_conv2d(const char* op, const at::Tensor& input, const at::Tensor
   TORCH_CHECK(s.R > 0 && s.S > 0, op, ": kernel size must be positive, but got weight of size ", weight.sizes());
   TORCH_CHECK(s.K % groups == 0, op, ": given groups=", groups, ", expected weight to be divisible by ", groups,
               " at dimension 0, but got weight of size ", weight.sizes(), " instead");
-  TORCH_CHECK(s.C == weight.size(1) * groups, op, ": given groups=", groups, ", weight of size ", weight.sizes(),
+  int64_t group_channels = 0;
+  TORCH_CHECK(!c10::mul_overflows(weight.size(1), groups, &group_channels) && s.C == group_channels, op, ": given groups=", groups, ", weight of size ", weight.sizes(),
               ", expected input", input.sizes(), " to have ", weight.size(1) * groups, " channels, but got ", s.C,
               " channels instead");
   if (bias.has_value() && bias->defined()) {
@@ -66,8 +68,21 @@ ConvShape check_conv2d(const char* op, const at::Tensor& input, const at::Tensor
                 bias->sizes(), " instead");
   }
 
-  const int64_t padded_h = s.H + 2 * s.pad_h, padded_w = s.W + 2 * s.pad_w;
-  const int64_t extent_h = s.dil_h * (s.R - 1) + 1, extent_w = s.dil_w * (s.S - 1) + 1;
+  // Checked arithmetic: a padded size or kernel extent that wrapped around
+  // int64 would pass the size check below and send the kernels out of bounds.
+  int64_t padded_h = 0, padded_w = 0, extent_h = 0, extent_w = 0;
+  const bool overflow = c10::mul_overflows(s.pad_h, int64_t{2}, &padded_h) ||
+                        c10::add_overflows(padded_h, s.H, &padded_h) ||
+                        c10::mul_overflows(s.pad_w, int64_t{2}, &padded_w) ||
+                        c10::add_overflows(padded_w, s.W, &padded_w) ||
+                        c10::mul_overflows(s.dil_h, s.R - 1, &extent_h) ||
+                        c10::add_overflows(extent_h, int64_t{1}, &extent_h) ||
+                        c10::mul_overflows(s.dil_w, s.S - 1, &extent_w) ||
+                        c10::add_overflows(extent_w, int64_t{1}, &extent_w) ||
+                        // the output size below adds 1 to at most padded - 1
+                        padded_h == INT64_MAX || padded_w == INT64_MAX;
+  TORCH_CHECK(!overflow, op, ": padding=", padding, " and dilation=", dilation, " with a kernel of size (", s.R,
+              " x ", s.S, ") and an input of size (", s.H, " x ", s.W, ") overflow 64-bit sizes");
   TORCH_CHECK(padded_h >= extent_h && padded_w >= extent_w, op, ": calculated padded input size per channel: (",
               padded_h, " x ", padded_w, "). Kernel size: (", extent_h, " x ", extent_w,
               "). Kernel size can't be greater than actual input size");
