@@ -1,7 +1,16 @@
-// CPU kernels for the convkit ops: direct convolution loops over NCHW planes,
-// parallel over independent output planes with at::parallel_for. Every output
-// element is reduced by one thread in a fixed order, so results are bitwise
-// reproducible and independent of the thread count.
+// CPU kernels for the convkit ops: the torch side. Each pass (forward,
+// grad_input, grad_weight) picks one of two kernel families per shape:
+//  - wide: channels-last, register-blocked tiles of pixels x output channels
+//    (implicit GEMM over taps x channels), for layers with many channels;
+//  - plane: NCHW rows vectorized along the width, for few channels per group
+//    (LeNet, depthwise, corr2d).
+// The arithmetic lives in kernels_impl.h, compiled once per ISA; this file
+// lays out buffers, packs weights and splits work with at::parallel_for.
+//
+// Determinism: every output element is reduced by one task in an order fixed
+// by the shape alone; grad_weight sums per-chunk partials (the chunking
+// depends only on the shape) in chunk order. Results are bitwise independent
+// of the thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -10,162 +19,545 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "../checks.h"
+#include "kernels.h"
 
 namespace convkit {
 namespace cpu {
+
+const KernelTable& kernels() {
+  static const KernelTable* table = [] {
+    const char* isa = std::getenv("CONVKIT_CPU_ISA");
+    const bool generic = isa && std::strcmp(isa, "generic") == 0;
+#if defined(__x86_64__) || defined(__i386__)
+    if (!generic && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &kernels_avx2();
+#endif
+    (void)generic;
+    return &kernels_generic();
+  }();
+  return *table;
+}
+
 namespace {
 
+template <typename T>
+const KernelsT<T>& kern();
+template <>
+const KernelsT<float>& kern<float>() { return kernels().f32; }
+template <>
+const KernelsT<double>& kern<double>() { return kernels().f64; }
+
 // Work below this many multiply-adds per task is not worth a thread.
-constexpr int64_t kMinTaskWork = 1 << 15;
+constexpr int64_t kMinTaskWork = 1 << 16;
 
-int64_t grain_for(int64_t work_per_item) { return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_item)); }
-
-// Contiguous NCHW copy of `input` with a zero border of the padding's width.
-at::Tensor padded_contiguous(const at::Tensor& input, const ConvShape& s) {
-  if (s.pad_h == 0 && s.pad_w == 0) return input.contiguous();
-  at::Tensor padded = at::zeros({s.N, s.C, s.H + 2 * s.pad_h, s.W + 2 * s.pad_w}, input.options());
-  padded.narrow(2, s.pad_h, s.H).narrow(3, s.pad_w, s.W).copy_(input);
-  return padded;
+int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_item));
 }
 
-// out[q] += w * in[q * stride] for q < n: the innermost loop of every pass.
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// Floor division for possibly negative numerators (b > 0).
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// A pass runs the wide kernels when its vector dimension (output channels
+// for forward and grad_weight, input channels for grad_input) fills at least
+// half of a wide tile's lanes.
 template <typename T>
-inline void axpy_strided(int64_t n, T w, const T* in, int64_t stride, T* out) {
-  if (stride == 1) {
-    for (int64_t q = 0; q < n; ++q) out[q] += w * in[q];
-  } else {
-    for (int64_t q = 0; q < n; ++q) out[q] += w * in[q * stride];
+bool use_wide(int64_t vector_channels) {
+  return vector_channels * 2 >= kern<T>().nr;
+}
+
+// ---------------------------------------------------------------------------
+// Buffers
+
+// Channels-last copy of `x` (N, C, H, W) with a zero border: (N, H + 2ph, W + 2pw, C).
+at::Tensor padded_nhwc(const at::Tensor& x, int64_t ph, int64_t pw) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor buf = at::empty({N, H + 2 * ph, W + 2 * pw, C}, x.options());
+  if (ph > 0) {
+    buf.narrow(1, 0, ph).zero_();
+    buf.narrow(1, H + ph, ph).zero_();
   }
-}
-
-// acc[q] += a[q] * b[q * stride]: elementwise products kept per lane so the
-// loop vectorizes without reassociating a floating-point sum.
-template <typename T>
-inline void multiply_accumulate_strided(int64_t n, const T* a, const T* b, int64_t stride, T* acc) {
-  if (stride == 1) {
-    for (int64_t q = 0; q < n; ++q) acc[q] += a[q] * b[q];
-  } else {
-    for (int64_t q = 0; q < n; ++q) acc[q] += a[q] * b[q * stride];
+  if (pw > 0) {
+    buf.narrow(2, 0, pw).zero_();
+    buf.narrow(2, W + pw, pw).zero_();
   }
+  buf.narrow(1, ph, H).narrow(2, pw, W).copy_(x.permute({0, 2, 3, 1}));
+  return buf;
 }
 
-template <typename T>
-inline T sum(const T* v, int64_t n) {
-  T total = 0;
-  for (int64_t i = 0; i < n; ++i) total += v[i];
-  return total;
-}
+// Planar copy for the plane kernels: each (n, c) plane becomes `phases`
+// column phases of `rows` x `width` values, zero outside the data.
+// Element (h, w) of a source plane goes to row h*row_step + row0, column
+// c = w*col_step + col0, stored at phase c % phases, position c / phases.
+struct PlaneLayout {
+  int64_t phases = 1, rows = 0, width = 0;
+  int64_t row0 = 0, row_step = 1, col0 = 0, col_step = 1;
+  int64_t plane() const { return phases * rows * width; }
+};
 
 template <typename T>
-void forward_kernel(const ConvShape& s, const T* xp, const T* w, const T* bias, T* y) {
-  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
-  const int64_t Cg = s.C_per_group(), Kg = s.K_per_group();
-  at::parallel_for(0, s.N * s.K, grain_for(s.P * s.Q * s.reduction_size()), [&](int64_t begin, int64_t end) {
-    for (int64_t nk = begin; nk < end; ++nk) {
-      const int64_t n = nk / s.K, k = nk % s.K, g = k / Kg;
-      T* out = y + nk * s.P * s.Q;
-      std::fill(out, out + s.P * s.Q, bias ? bias[k] : T(0));
-      for (int64_t c = 0; c < Cg; ++c) {
-        const T* plane = xp + (n * s.C + g * Cg + c) * Hp * Wp;
-        const T* taps = w + (k * Cg + c) * s.R * s.S;
-        for (int64_t r = 0; r < s.R; ++r)
-          for (int64_t t = 0; t < s.S; ++t)
-            for (int64_t p = 0; p < s.P; ++p)
-              axpy_strided(s.Q, taps[r * s.S + t], plane + (p * s.stride_h + r * s.dil_h) * Wp + t * s.dil_w,
-                           s.stride_w, out + p * s.Q);
+at::Tensor pack_planes(const at::Tensor& src_any, const PlaneLayout& lay) {
+  const at::Tensor src = src_any.contiguous();
+  const int64_t NC = src.size(0) * src.size(1), H = src.size(2), W = src.size(3);
+  at::Tensor buf = at::empty({NC, lay.plane()}, src.options());
+  const T* s = src.const_data_ptr<T>();
+  T* d = buf.mutable_data_ptr<T>();
+  at::parallel_for(0, NC, grain_for(lay.plane()), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T* plane = d + i * lay.plane();
+      const T* in = s + i * H * W;
+      std::memset(plane, 0, sizeof(T) * lay.plane());
+      for (int64_t h = 0; h < H; ++h) {
+        const T* src_row = in + h * W;
+        const int64_t row = h * lay.row_step + lay.row0;
+        if (lay.phases == 1 && lay.col_step == 1) {
+          std::memcpy(plane + row * lay.width + lay.col0, src_row, sizeof(T) * W);
+          continue;
+        }
+        for (int64_t w = 0; w < W; ++w) {
+          const int64_t c = w * lay.col_step + lay.col0;
+          plane[((c % lay.phases) * lay.rows + row) * lay.width + c / lay.phases] = src_row[w];
+        }
       }
+    }
+  });
+  return buf;
+}
+
+// The stride-phase-split, zero-padded input for the plane kernels, with room
+// for whole-vector reads past the last output column.
+template <typename T>
+PlaneLayout input_plane_layout(const ConvShape& s) {
+  PlaneLayout lay;
+  const int64_t Wp = s.W + 2 * s.pad_w;
+  lay.phases = s.stride_w;
+  lay.rows = s.H + 2 * s.pad_h;
+  // Whole blocks of up to kPlaneMaxVectors vectors start below Q.
+  const int64_t reach = s.Q + kPlaneMaxVectors * kern<T>().lanes + (s.S - 1) * s.dil_w / s.stride_w;
+  lay.width = std::max(ceil_div(Wp, s.stride_w), reach);
+  lay.row0 = s.pad_h;
+  lay.col0 = s.pad_w;
+  return lay;
+}
+
+// ---------------------------------------------------------------------------
+// Forward
+
+template <typename T>
+void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
+                  at::Tensor& y) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t NR = kt.nr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
+  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR, Ko = G * Kpad;
+  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
+  const at::Tensor xb = padded_nhwc(input, s.pad_h, s.pad_w);
+  // Weights packed [g][kb][tap][c][NR lanes], zero lanes past Kg.
+  at::Tensor wp = at::zeros({G, Kpad, Cg, RS}, weight.options());
+  wp.narrow(1, 0, Kg).copy_(weight.reshape({G, Kg, Cg, RS}));
+  wp = wp.view({G, KB, NR, Cg, RS}).permute({0, 1, 4, 3, 2}).contiguous();
+  at::Tensor bp;
+  if (bias.defined()) {
+    bp = at::zeros({G, Kpad}, bias.options());
+    bp.narrow(1, 0, Kg).copy_(bias.view({G, Kg}));
+  }
+  std::vector<int64_t> taps(RS);
+  for (int64_t r = 0; r < s.R; ++r)
+    for (int64_t t = 0; t < s.S; ++t) taps[r * s.S + t] = (r * s.dil_h * Wp + t * s.dil_w) * s.C;
+  at::Tensor yb = at::empty({s.N, s.P, s.Q, Ko}, input.options());
+  const T* x = xb.const_data_ptr<T>();
+  const T* w = wp.const_data_ptr<T>();
+  const T* b = bp.defined() ? bp.const_data_ptr<T>() : nullptr;
+  T* out = yb.mutable_data_ptr<T>();
+  at::parallel_for(0, s.N * s.P, grain_for(s.Q * Ko * Cg * RS), [&](int64_t begin, int64_t end) {
+    WideTile<T> a;
+    a.in_pix = s.stride_w * s.C;
+    a.tap_off = taps.data();
+    a.ntaps = RS;
+    a.C = Cg;
+    a.out_pix = Ko;
+    a.npix = s.Q;
+    for (int64_t np = begin; np < end; ++np) {
+      const int64_t n = np / s.P, p = np % s.P;
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t kb = 0; kb < KB; ++kb) {
+          a.in = x + ((n * Hp + p * s.stride_h) * Wp) * s.C + g * Cg;
+          a.w = w + (g * KB + kb) * RS * Cg * NR;
+          a.out = out + np * s.Q * Ko + g * Kpad + kb * NR;
+          a.init = b ? b + g * Kpad + kb * NR : nullptr;
+          kt.wide_tile(a);
+        }
+    }
+  });
+  if (Kpad != Kg) yb = yb.view({s.N, s.P, s.Q, G, Kpad}).narrow(4, 0, Kg).reshape({s.N, s.P, s.Q, s.K});
+  y = yb.permute({0, 3, 1, 2});
+}
+
+// Runs plane rows: out (N, Kout, P', Q') planes from `in` planes (N, Cin, layout)
+// with weights w[k][c][R][S] of a grouped convolution (Cred = input channels
+// per group, Kgrp = outputs per group).
+template <typename T>
+void run_plane_rows(const T* in, const PlaneLayout& lay, int64_t N, int64_t Cin, int64_t Kout, int64_t G,
+                    const T* w, const T* bias, T* out, int64_t Pout, int64_t Qout, int64_t R, int64_t S,
+                    int64_t row_step, int64_t dh, int64_t dw, int64_t row_origin) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t Cred = Cin / G, Kgrp = Kout / G;
+  const int64_t kblocks = ceil_div(Kgrp, 6);
+  const int64_t units = N * G * kblocks * Pout;
+  at::parallel_for(0, units, grain_for(std::min<int64_t>(6, Kgrp) * Qout * Cred * R * S), [&](int64_t begin, int64_t end) {
+    PlaneRow<T> a;
+    a.in_chan = lay.plane();
+    a.in_row = lay.width;
+    a.in_phase = lay.rows * lay.width;
+    a.C = Cred;
+    a.R = R;
+    a.S = S;
+    a.dh = dh;
+    a.dw = dw;
+    a.sw = lay.phases;
+    a.w_k = Cred * R * S;
+    a.out_k = Pout * Qout;
+    a.Q = Qout;
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t p = u % Pout;
+      int64_t rest = u / Pout;
+      const int64_t kbi = rest % kblocks;
+      rest /= kblocks;
+      const int64_t g = rest % G, n = rest / G;
+      const int64_t k0 = g * Kgrp + kbi * 6;
+      a.kb = std::min<int64_t>(6, Kgrp - kbi * 6);
+      a.in = in + (n * Cin + g * Cred) * lay.plane() + (p * row_step + row_origin) * lay.width;
+      a.w = w + k0 * a.w_k;
+      a.out = out + ((n * Kout + k0) * Pout + p) * Qout;
+      a.bias = bias ? bias + k0 : nullptr;
+      kt.plane_row(a);
     }
   });
 }
 
-// grad_input: each (image, input channel) plane gathers the contributions of
-// every output channel of its group into a padded scratch plane.
 template <typename T>
-void backward_input_kernel(const ConvShape& s, const T* gy, const T* w, T* gx) {
-  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
-  const int64_t Cg = s.C_per_group(), Kg = s.K_per_group();
-  at::parallel_for(0, s.N * s.C, grain_for(s.P * s.Q * Kg * s.R * s.S), [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(Hp * Wp);
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const int64_t n = nc / s.C, c = nc % s.C, g = c / Cg;
-      std::fill(scratch.begin(), scratch.end(), T(0));
-      for (int64_t kk = 0; kk < Kg; ++kk) {
-        const int64_t k = g * Kg + kk;
-        const T* grad_plane = gy + (n * s.K + k) * s.P * s.Q;
-        const T* taps = w + (k * Cg + (c - g * Cg)) * s.R * s.S;
-        for (int64_t r = 0; r < s.R; ++r)
-          for (int64_t t = 0; t < s.S; ++t)
-            for (int64_t p = 0; p < s.P; ++p) {
-              T* row = scratch.data() + (p * s.stride_h + r * s.dil_h) * Wp + t * s.dil_w;
-              const T tap = taps[r * s.S + t];
-              const T* grad_row = grad_plane + p * s.Q;
-              for (int64_t q = 0; q < s.Q; ++q) row[q * s.stride_w] += tap * grad_row[q];
-            }
-      }
-      T* out = gx + nc * s.H * s.W;
-      for (int64_t h = 0; h < s.H; ++h)
-        std::copy_n(scratch.data() + (h + s.pad_h) * Wp + s.pad_w, s.W, out + h * s.W);
-    }
-  });
+void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
+                   at::Tensor& y) {
+  const PlaneLayout lay = input_plane_layout<T>(s);
+  const at::Tensor xb = pack_planes<T>(input, lay);
+  const at::Tensor w = weight.contiguous();
+  y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
+  run_plane_rows<T>(xb.const_data_ptr<T>(), lay, s.N, s.C, s.K, s.groups, w.const_data_ptr<T>(),
+                    bias.defined() ? bias.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), s.P, s.Q, s.R,
+                    s.S, s.stride_h, s.dil_h, s.dil_w, 0);
 }
 
-// grad_weight: one task per (output channel, input channel) pair, reducing
-// over the batch and the output plane.
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
+                   const ConvShape& s) {
+  at::Tensor y;
+  if (s.N * s.K * s.P * s.Q == 0) return at::empty({s.N, s.K, s.P, s.Q}, input.options());
+  const at::Tensor bias = bias_opt.has_value() && bias_opt->defined() ? bias_opt->contiguous() : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_cpu", [&] {
+    if (use_wide<scalar_t>(s.K_per_group()))
+      forward_wide<scalar_t>(input, weight, bias, s, y);
+    else
+      forward_plane<scalar_t>(input, weight, bias, s, y);
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+// grad_input
+
+// Wide: grad_input is split into stride phases (a, b); in each phase every
+// input pixel gathers the same taps from a contiguous run of grad_output, so
+// the forward tile kernel applies with transposed, per-phase packed weights.
 template <typename T>
-void backward_weight_kernel(const ConvShape& s, const T* gy, const T* xp, T* gw) {
-  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
-  const int64_t Cg = s.C_per_group(), Kg = s.K_per_group();
-  at::parallel_for(0, s.K * Cg, grain_for(s.N * s.P * s.Q * s.R * s.S), [&](int64_t begin, int64_t end) {
-    std::vector<T> acc(s.Q);
-    for (int64_t kc = begin; kc < end; ++kc) {
-      const int64_t k = kc / Cg, c = kc % Cg, g = k / Kg;
-      for (int64_t r = 0; r < s.R; ++r)
-        for (int64_t t = 0; t < s.S; ++t) {
-          std::fill(acc.begin(), acc.end(), T(0));
-          for (int64_t n = 0; n < s.N; ++n) {
-            const T* plane = xp + (n * s.C + g * Cg + c) * Hp * Wp + r * s.dil_h * Wp + t * s.dil_w;
-            const T* grad_plane = gy + (n * s.K + k) * s.P * s.Q;
-            for (int64_t p = 0; p < s.P; ++p)
-              multiply_accumulate_strided(s.Q, grad_plane + p * s.Q, plane + p * s.stride_h * Wp, s.stride_w,
-                                          acc.data());
+void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t NR = kt.nr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
+  const int64_t Cpad = round_up(Cg, NR), CB = Cpad / NR, Co = G * Cpad;
+  const int64_t sh = s.stride_h, sw = s.stride_w;
+
+  // Per phase and axis: the valid taps, their offsets into grad_output, and the
+  // range of phase positions i whose padded coordinate a + stride*i is real input.
+  struct Axis {
+    std::vector<std::vector<int64_t>> taps, offs;  // [phase]
+    std::vector<int64_t> lo, hi;                   // [phase] inclusive range of i
+    int64_t border_lo = 0, border_hi = 0;          // grad_output rows needed outside [0, P)
+  };
+  auto make_axis = [](int64_t stride, int64_t pad, int64_t dil, int64_t k, int64_t in, int64_t out) {
+    Axis ax;
+    ax.taps.resize(stride);
+    ax.offs.resize(stride);
+    ax.lo.resize(stride);
+    ax.hi.resize(stride);
+    for (int64_t a = 0; a < stride; ++a) {
+      ax.lo[a] = ceil_div(std::max<int64_t>(pad - a, 0), stride);
+      ax.hi[a] = floor_div(pad + in - 1 - a, stride);
+      for (int64_t r = 0; r < k; ++r) {
+        const int64_t d = a - r * dil;
+        if (((d % stride) + stride) % stride != 0) continue;
+        const int64_t off = floor_div(d, stride);
+        ax.taps[a].push_back(r);
+        ax.offs[a].push_back(off);
+        if (ax.lo[a] <= ax.hi[a]) {
+          ax.border_lo = std::max(ax.border_lo, -(ax.lo[a] + off));
+          ax.border_hi = std::max(ax.border_hi, ax.hi[a] + off - (out - 1));
+        }
+      }
+    }
+    return ax;
+  };
+  const Axis ah = make_axis(sh, s.pad_h, s.dil_h, s.R, s.H, s.P);
+  const Axis aw = make_axis(sw, s.pad_w, s.dil_w, s.S, s.W, s.Q);
+  const int64_t Pb = s.P + ah.border_lo + ah.border_hi, Qb = s.Q + aw.border_lo + aw.border_hi;
+
+  // grad_output, channels-last with a zero border: (N, Pb, Qb, K).
+  at::Tensor gyb = at::zeros({s.N, Pb, Qb, s.K}, gy.options());
+  gyb.narrow(1, ah.border_lo, s.P).narrow(2, aw.border_lo, s.Q).copy_(gy.permute({0, 2, 3, 1}));
+
+  // Per (phase a, phase b): tap offsets and weights packed [g][cb][tap][k][NR lanes of c].
+  const at::Tensor wc = weight.contiguous();
+  const T* w = wc.const_data_ptr<T>();
+  const int64_t nphase = sh * sw;
+  std::vector<std::vector<int64_t>> tap_off(nphase);
+  std::vector<std::vector<T>> packed(nphase);
+  for (int64_t a = 0; a < sh; ++a)
+    for (int64_t b = 0; b < sw; ++b) {
+      const int64_t ph = a * sw + b;
+      const int64_t nt = ah.taps[a].size() * aw.taps[b].size();
+      packed[ph].assign(G * CB * nt * Kg * NR, T(0));
+      int64_t t = 0;
+      for (size_t i = 0; i < ah.taps[a].size(); ++i)
+        for (size_t j = 0; j < aw.taps[b].size(); ++j, ++t) {
+          tap_off[ph].push_back((ah.offs[a][i] * Qb + aw.offs[b][j]) * s.K);
+          const int64_t r = ah.taps[a][i], sx = aw.taps[b][j];
+          for (int64_t g = 0; g < G; ++g)
+            for (int64_t k = 0; k < Kg; ++k)
+              for (int64_t c = 0; c < Cg; ++c)
+                packed[ph][(((g * CB + c / NR) * nt + t) * Kg + k) * NR + c % NR] =
+                    w[(((g * Kg + k) * Cg + c) * s.R + r) * s.S + sx];
+        }
+    }
+
+  at::Tensor gxb = at::empty({s.N, s.H, s.W, Co}, gy.options());
+  const T* g_in = gyb.const_data_ptr<T>();
+  T* out = gxb.mutable_data_ptr<T>();
+  at::parallel_for(0, s.N * s.H, grain_for(s.W * Co * Kg * s.R * s.S / (sh * sw)), [&](int64_t begin, int64_t end) {
+    WideTile<T> t;
+    t.in_pix = s.K;
+    t.C = Kg;
+    t.out_pix = sw * Co;
+    t.init = nullptr;
+    for (int64_t nh = begin; nh < end; ++nh) {
+      const int64_t n = nh / s.H, h = nh % s.H;
+      const int64_t a = (h + s.pad_h) % sh, i = (h + s.pad_h) / sh;
+      for (int64_t b = 0; b < sw; ++b) {
+        if (aw.lo[b] > aw.hi[b]) continue;
+        const int64_t ph = a * sw + b;
+        t.tap_off = tap_off[ph].data();
+        t.ntaps = tap_off[ph].size();
+        t.npix = aw.hi[b] - aw.lo[b] + 1;
+        const int64_t w0 = b + sw * aw.lo[b] - s.pad_w;
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t cb = 0; cb < CB; ++cb) {
+            t.in = g_in + ((n * Pb + ah.border_lo + i) * Qb + aw.border_lo + aw.lo[b]) * s.K + g * Kg;
+            t.w = packed[ph].data() + (g * CB + cb) * t.ntaps * Kg * NR;
+            t.out = out + ((n * s.H + h) * s.W + w0) * Co + g * Cpad + cb * NR;
+            kt.wide_tile(t);
           }
-          gw[kc * s.R * s.S + r * s.S + t] = sum(acc.data(), s.Q);
+      }
+    }
+  });
+  if (Cpad != Cg) gxb = gxb.view({s.N, s.H, s.W, G, Cpad}).narrow(4, 0, Cg).reshape({s.N, s.H, s.W, s.C});
+  gx = gxb.permute({0, 3, 1, 2});
+}
+
+// Plane: grad_input is the stride-1 convolution of the zero-inserted, padded
+// grad_output with the transposed, flipped kernel.
+template <typename T>
+void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
+  const int64_t G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
+  const int64_t bh = std::max<int64_t>(0, (s.R - 1) * s.dil_h - s.pad_h);
+  const int64_t bw = std::max<int64_t>(0, (s.S - 1) * s.dil_w - s.pad_w);
+  const int64_t row_origin = s.pad_h - (s.R - 1) * s.dil_h + bh;  // >= 0
+  const int64_t col_origin = s.pad_w - (s.S - 1) * s.dil_w + bw;  // >= 0
+  PlaneLayout lay;
+  lay.rows = std::max(s.H + s.pad_h + bh, bh + (s.P - 1) * s.stride_h + 1);
+  lay.width = std::max(col_origin + s.W + kPlaneMaxVectors * kern<T>().lanes + (s.S - 1) * s.dil_w,
+                       bw + (s.Q - 1) * s.stride_w + 1);
+  lay.row0 = bh;
+  lay.row_step = s.stride_h;
+  lay.col0 = bw;
+  lay.col_step = s.stride_w;
+  const at::Tensor gyb = pack_planes<T>(gy, lay);
+  // wt[g*Cg + c][k][r][s] = w[g*Kg + k][c][R-1-r][S-1-s]
+  const at::Tensor wt = weight.reshape({G, Kg, Cg, s.R, s.S}).flip({3, 4}).transpose(1, 2).contiguous();
+  gx = at::empty({s.N, s.C, s.H, s.W}, gy.options());
+  run_plane_rows<T>(gyb.const_data_ptr<T>() + col_origin, lay, s.N, s.K, s.C, G, wt.const_data_ptr<T>(), nullptr,
+                    gx.mutable_data_ptr<T>(), s.H, s.W, s.R, s.S, 1, s.dil_h, s.dil_w, row_origin);
+}
+
+// ---------------------------------------------------------------------------
+// grad_weight
+
+// Chunks of the reduction over (image, output row): fixed by the shape so the
+// summation order never depends on the thread count.
+int64_t reduction_chunks(int64_t rows, int64_t work) {
+  return std::max<int64_t>(1, std::min<int64_t>({rows, 16, work / (1 << 18)}));
+}
+
+template <typename T>
+void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t NR = kt.nr, MR = kt.mr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
+  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR, Ko = G * Kpad, items = RS * Cg;
+  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
+  const at::Tensor xb = padded_nhwc(input, s.pad_h, s.pad_w);
+  at::Tensor gyb;
+  if (Kpad == Kg) {
+    gyb = gy.permute({0, 2, 3, 1}).contiguous();
+  } else {
+    gyb = at::zeros({s.N, s.P, s.Q, G, Kpad}, gy.options());
+    gyb.narrow(4, 0, Kg).copy_(gy.view({s.N, G, Kg, s.P, s.Q}).permute({0, 3, 4, 1, 2}));
+  }
+  std::vector<int64_t> item_off(items);
+  for (int64_t r = 0; r < s.R; ++r)
+    for (int64_t t = 0; t < s.S; ++t)
+      for (int64_t c = 0; c < Cg; ++c) item_off[(r * s.S + t) * Cg + c] = (r * s.dil_h * Wp + t * s.dil_w) * s.C + c;
+
+  const int64_t rows = s.N * s.P;
+  const int64_t nch = reduction_chunks(rows, s.flops() / 2);
+  const int64_t per_chunk = G * KB * items * NR;
+  at::Tensor part = at::zeros({nch, per_chunk}, gy.options());
+  // Rows per sub-block: about 256 pixels, so its data stays in L1 across all tiles.
+  const int64_t sub_rows = std::max<int64_t>(1, 256 / s.Q);
+  const T* x = xb.const_data_ptr<T>();
+  const T* g = gyb.const_data_ptr<T>();
+  T* acc = part.mutable_data_ptr<T>();
+  at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
+    WideWgrad<T> a;
+    a.cols = s.Q;
+    a.x_row = s.stride_h * Wp * s.C;
+    a.x_col = s.stride_w * s.C;
+    a.gy_row = s.Q * Ko;
+    a.gy_col = Ko;
+    for (int64_t ch = begin; ch < end; ++ch) {
+      int64_t row = rows * ch / nch;
+      const int64_t row_end = rows * (ch + 1) / nch;
+      while (row < row_end) {
+        const int64_t n = row / s.P, p = row % s.P;
+        const int64_t cnt = std::min({sub_rows, row_end - row, s.P - p});
+        a.rows = cnt;
+        for (int64_t gi = 0; gi < G; ++gi)
+          for (int64_t kb = 0; kb < KB; ++kb)
+            for (int64_t j = 0; j < items; j += MR) {
+              a.x = x + ((n * Hp + p * s.stride_h) * Wp) * s.C + gi * Cg;
+              a.item_off = item_off.data() + j;
+              a.m = std::min(MR, items - j);
+              a.gy = g + (n * s.P + p) * s.Q * Ko + gi * Kpad + kb * NR;
+              a.acc = acc + ch * per_chunk + ((gi * KB + kb) * items + j) * NR;
+              kt.wide_wgrad(a);
+            }
+        row += cnt;
+      }
+    }
+  });
+  // gw[g*Kg + k][c][r][s] = sum over chunks, in chunk order.
+  T* dst = gw.mutable_data_ptr<T>();
+  at::parallel_for(0, s.K, grain_for(nch * Cg * RS), [&](int64_t begin, int64_t end) {
+    for (int64_t kk = begin; kk < end; ++kk) {
+      const int64_t gi = kk / Kg, k = kk % Kg, kb = k / NR, l = k % NR;
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t t = 0; t < RS; ++t) {
+          const T* src = acc + ((gi * KB + kb) * items + t * Cg + c) * NR + l;
+          T total = src[0];
+          for (int64_t ch = 1; ch < nch; ++ch) total += src[ch * per_chunk];
+          dst[(kk * Cg + c) * RS + t] = total;
         }
     }
   });
 }
 
 template <typename T>
-void backward_bias_kernel(const ConvShape& s, const T* gy, T* gb) {
-  at::parallel_for(0, s.K, grain_for(s.N * s.P * s.Q), [&](int64_t begin, int64_t end) {
-    std::vector<T> acc(s.P * s.Q);
-    for (int64_t k = begin; k < end; ++k) {
-      std::fill(acc.begin(), acc.end(), T(0));
-      for (int64_t n = 0; n < s.N; ++n) {
-        const T* plane = gy + (n * s.K + k) * s.P * s.Q;
-        for (int64_t i = 0; i < s.P * s.Q; ++i) acc[i] += plane[i];
-      }
-      gb[k] = sum(acc.data(), s.P * s.Q);
+void backward_weight_plane(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t L = kt.lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
+  const PlaneLayout lay = input_plane_layout<T>(s);
+  const at::Tensor xb = pack_planes<T>(input, lay);
+  // grad_output rows zero-padded to whole vectors.
+  PlaneLayout glay;
+  glay.rows = s.P;
+  glay.width = round_up(s.Q, L);
+  const at::Tensor gyb = pack_planes<T>(gy, glay);
+  std::vector<int64_t> tap_off(RS);
+  for (int64_t r = 0; r < s.R; ++r)
+    for (int64_t t = 0; t < s.S; ++t) {
+      const int64_t c = t * s.dil_w;
+      tap_off[r * s.S + t] = r * s.dil_h * lay.width + (c % lay.phases) * lay.rows * lay.width + c / lay.phases;
+    }
+  // Channel and tap blocks the kernel handles in one pass (see plane_wgrad).
+  const int64_t kb_max = Kg >= 5 ? 6 : Kg;
+  const int64_t tb_max = kb_max == 1 ? 12 : kb_max == 2 ? 6 : kb_max == 3 ? 4 : kb_max == 4 ? 3 : 2;
+
+  const int64_t nch = reduction_chunks(s.N, s.flops() / 2);
+  const int64_t per_chunk = s.K * Cg * RS;
+  at::Tensor part = at::zeros({nch, per_chunk}, gy.options());
+  const T* x = xb.const_data_ptr<T>();
+  const T* g = gyb.const_data_ptr<T>();
+  T* acc = part.mutable_data_ptr<T>();
+  at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
+    PlaneWgrad<T> a;
+    a.x_row = s.stride_h * lay.width;
+    a.gy_row = glay.width;
+    a.gy_k = glay.plane();
+    a.rows = s.P;
+    a.qv = glay.width / L;
+    a.acc_k = Cg * RS;
+    for (int64_t ch = begin; ch < end; ++ch)
+      for (int64_t n = s.N * ch / nch; n < s.N * (ch + 1) / nch; ++n)
+        for (int64_t gi = 0; gi < G; ++gi)
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t k0 = 0; k0 < Kg; k0 += kb_max)
+              for (int64_t t0 = 0; t0 < RS; t0 += tb_max) {
+                a.x = x + (n * s.C + gi * Cg + c) * lay.plane();
+                a.tap_off = tap_off.data() + t0;
+                a.ntap = std::min(tb_max, RS - t0);
+                a.gy = g + (n * s.K + gi * Kg + k0) * glay.plane();
+                a.kb = std::min(kb_max, Kg - k0);
+                a.acc = acc + ch * per_chunk + ((gi * Kg + k0) * Cg + c) * RS + t0;
+                kt.plane_wgrad(a);
+              }
+  });
+  T* dst = gw.mutable_data_ptr<T>();
+  const int64_t total = per_chunk;
+  at::parallel_for(0, total, grain_for(nch * 64), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T v = acc[i];
+      for (int64_t ch = 1; ch < nch; ++ch) v += acc[ch * per_chunk + i];
+      dst[i] = v;
     }
   });
 }
 
-at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                   const ConvShape& s) {
-  at::Tensor y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
-  if (y.numel() == 0) return y;
-  const at::Tensor xp = padded_contiguous(input, s);
-  const at::Tensor w = weight.contiguous();
-  const at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_cpu", [&] {
-    forward_kernel<scalar_t>(s, xp.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                             b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>());
+template <typename T>
+void backward_bias(const at::Tensor& gy_any, const ConvShape& s, at::Tensor& gb) {
+  const KernelsT<T>& kt = kern<T>();
+  const at::Tensor gy = gy_any.contiguous();
+  const T* g = gy.const_data_ptr<T>();
+  T* dst = gb.mutable_data_ptr<T>();
+  const int64_t plane = s.P * s.Q;
+  at::parallel_for(0, s.K, grain_for(s.N * plane), [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      T total = 0;
+      for (int64_t n = 0; n < s.N; ++n) total += kt.sum(g + (n * s.K + k) * plane, plane);
+      dst[k] = total;
+    }
   });
-  return y;
 }
+
+// ---------------------------------------------------------------------------
+// Ops
 
 at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
@@ -177,10 +569,13 @@ at::Tensor corr2d(const at::Tensor& x, const at::Tensor& k) {
   check_corr2d(x, k);
   ConvShape s;
   s.N = s.C = s.K = 1;
-  s.H = x.size(0); s.W = x.size(1);
-  s.R = k.size(0); s.S = k.size(1);
-  s.P = s.H - s.R + 1; s.Q = s.W - s.S + 1;
-  return forward(x.view({1, 1, s.H, s.W}), k.view({1, 1, s.R, s.S}), std::nullopt, s).view({s.P, s.Q});
+  s.H = x.size(0);
+  s.W = x.size(1);
+  s.R = k.size(0);
+  s.S = k.size(1);
+  s.P = s.H - s.R + 1;
+  s.Q = s.W - s.S + 1;
+  return forward(x.view({1, 1, s.H, s.W}), k.view({1, 1, s.R, s.S}), std::nullopt, s).reshape({s.P, s.Q});
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
@@ -190,50 +585,53 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
   const char* op = "convkit::conv2d_backward";
   const ConvShape s = check_conv2d(op, input, weight, std::nullopt, stride, padding, dilation, groups);
   check_grad_output(op, grad_output, input, s);
-  const at::Tensor gy = grad_output.contiguous();
   // Gradients nobody asked for come back as empty tensors and cost nothing.
   at::Tensor grad_input = at::empty({0}, input.options());
   at::Tensor grad_weight = at::empty({0}, input.options());
   at::Tensor grad_bias = at::empty({0}, input.options());
+  const bool empty_gy = grad_output.numel() == 0;
 
-  if (output_mask[0]) {
-    grad_input = at::empty(input.sizes(), input.options());
-    if (grad_input.numel() > 0) {
-      if (gy.numel() == 0) {
-        grad_input.zero_();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_cpu", [&] {
+    if (output_mask[0]) {
+      if (input.numel() == 0) {
+        grad_input = at::empty(input.sizes(), input.options());
+      } else if (empty_gy) {
+        grad_input = at::zeros(input.sizes(), input.options());
+      } else if (use_wide<scalar_t>(s.C_per_group())) {
+        backward_input_wide<scalar_t>(grad_output, weight, s, grad_input);
       } else {
-        const at::Tensor w = weight.contiguous();
-        AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_input_cpu", [&] {
-          backward_input_kernel<scalar_t>(s, gy.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                                          grad_input.mutable_data_ptr<scalar_t>());
-        });
+        backward_input_plane<scalar_t>(grad_output, weight, s, grad_input);
       }
+      grad_input = grad_input.contiguous(input.suggest_memory_format());
     }
-    grad_input = grad_input.contiguous(input.suggest_memory_format());
-  }
-  if (output_mask[1]) {
-    grad_weight = at::zeros(weight.sizes(), weight.options());
-    if (gy.numel() > 0 && grad_weight.numel() > 0) {
-      const at::Tensor xp = padded_contiguous(input, s);
-      AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_weight_cpu", [&] {
-        backward_weight_kernel<scalar_t>(s, gy.const_data_ptr<scalar_t>(), xp.const_data_ptr<scalar_t>(),
-                                         grad_weight.mutable_data_ptr<scalar_t>());
-      });
+    if (output_mask[1]) {
+      if (empty_gy || weight.numel() == 0) {
+        grad_weight = at::zeros(weight.sizes(), weight.options());
+      } else {
+        grad_weight = at::empty(weight.sizes(), weight.options());
+        if (use_wide<scalar_t>(s.K_per_group()))
+          backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);
+        else
+          backward_weight_plane<scalar_t>(grad_output, input, s, grad_weight);
+      }
+      grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
     }
-    grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
-  }
-  if (output_mask[2]) {
-    grad_bias = at::zeros({s.K}, input.options());
-    if (gy.numel() > 0) {
-      AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_bias_cpu", [&] {
-        backward_bias_kernel<scalar_t>(s, gy.const_data_ptr<scalar_t>(), grad_bias.mutable_data_ptr<scalar_t>());
-      });
+    if (output_mask[2]) {
+      grad_bias = at::zeros({s.K}, input.options());
+      if (!empty_gy) backward_bias<scalar_t>(grad_output, s, grad_bias);
     }
-  }
+  });
   return {grad_input, grad_weight, grad_bias};
 }
 
+std::string cpu_isa() { return kernels().name; }
+
 }  // namespace
+
+TORCH_LIBRARY_FRAGMENT(convkit, m) {
+  // Which CPU kernel build runs ("avx2" or "generic"); for tests and reports.
+  m.def("_cpu_isa() -> str", &cpu_isa);
+}
 
 TORCH_LIBRARY_IMPL(convkit, CPU, m) {
   m.impl("corr2d", &corr2d);

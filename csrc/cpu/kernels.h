@@ -1,0 +1,103 @@
+// Torch-free interface between the torch glue (conv2d_cpu.cpp) and the
+// ISA-specific kernel translation units (kernels_avx2.cpp, kernels_generic.cpp).
+// Every kernel is a plain function reached through a KernelTable, so code
+// compiled for AVX2 never leaks into callers that run on other CPUs.
+#pragma once
+#include <cstdint>
+
+namespace convkit {
+namespace cpu {
+
+// Register-blocked tile over channels-last data: out[pixel][NR lanes] =
+// init + sum over taps t and channels c of in[pixel * in_pix + tap_off[t] + c] *
+// w[(t * C + c) * NR + lane]. Used for the forward pass and for grad_input
+// (on grad_output with transposed, flipped weights).
+template <typename T>
+struct WideTile {
+  const T* in;
+  int64_t in_pix;
+  const int64_t* tap_off;
+  int64_t ntaps, C;
+  const T* w;
+  T* out;
+  int64_t out_pix;
+  int64_t npix;
+  const T* init;  // NR values, or null for zeros
+};
+
+// acc[j][lane] += sum over rows and cols of x[item_off[j] + row*x_row + col*x_col] *
+// gy[row*gy_row + col*gy_col + lane], for j < m (<= MR): the grad_weight tile.
+template <typename T>
+struct WideWgrad {
+  const T* x;
+  const int64_t* item_off;
+  int64_t m;
+  const T* gy;
+  int64_t rows, cols, x_row, x_col, gy_row, gy_col;
+  T* acc;
+};
+
+// One output row of a planar (NCHW) convolution, vectorized along the width:
+// out[k*out_k + q] = bias[k] + sum over c, r, s of
+//   w[k*w_k + (c*R + r)*S + s] * in[c*in_chan + r*dh*in_row + phase(s)*in_phase + off(s) + q]
+// with phase(s) = s*dw % sw and off(s) = s*dw / sw: the input plane is stored
+// split into stride phases so every tap reads a contiguous run. Reads may run
+// past Q by up to kPlaneBlock lanes (the buffers carry that margin).
+template <typename T>
+struct PlaneRow {
+  const T* in;
+  int64_t in_chan, in_row, in_phase;
+  int64_t C, R, S, dh, dw, sw;
+  const T* w;
+  int64_t w_k;
+  int64_t kb;  // 1..6 output channels
+  T* out;
+  int64_t out_k, Q;
+  const T* bias;  // kb values or null
+};
+
+// acc[k*ntap_stride + t] += sum over rows and vectors of gy[k*gy_k + row*gy_row + v] *
+// x[tap_off[t] + row*x_row + v], for k < kb, t < ntap. gy rows are zero beyond
+// their valid width, so whole vectors (qv of them per row) are summed.
+template <typename T>
+struct PlaneWgrad {
+  const T* x;
+  int64_t x_row;
+  const int64_t* tap_off;
+  int64_t ntap;
+  const T* gy;
+  int64_t gy_row, gy_k, kb;
+  int64_t rows, qv;
+  T* acc;
+  int64_t acc_k;
+};
+
+template <typename T>
+struct KernelsT {
+  int lanes;  // elements per vector
+  int mr;     // pixels per wide tile
+  int nr;     // lanes per wide tile (two vectors)
+  void (*wide_tile)(const WideTile<T>&);
+  void (*wide_wgrad)(const WideWgrad<T>&);
+  void (*plane_row)(const PlaneRow<T>&);
+  void (*plane_wgrad)(const PlaneWgrad<T>&);
+  // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).
+  T (*sum)(const T* p, int64_t n);
+};
+
+struct KernelTable {
+  const char* name;
+  KernelsT<float> f32;
+  KernelsT<double> f64;
+};
+
+const KernelTable& kernels_generic();
+const KernelTable& kernels_avx2();
+// AVX2+FMA when the CPU has it and CONVKIT_CPU_ISA is not "generic".
+const KernelTable& kernels();
+
+// The plane kernels compute whole blocks of this many vectors along the width.
+constexpr int kPlaneMaxVectors = 4;
+
+}  // namespace cpu
+}  // namespace convkit
