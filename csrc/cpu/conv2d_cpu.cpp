@@ -148,14 +148,29 @@ PlaneLayout input_plane_layout(const ConvShape& s) {
 // ---------------------------------------------------------------------------
 // Forward
 
+// Zero-padded copy of `x` in its own layout (channels-last stays channels-last).
+template <typename T>
+at::Tensor padded_input(const at::Tensor& x, int64_t ph, int64_t pw) {
+  if (x.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
+    return padded_nhwc(x, ph, pw).permute({0, 3, 1, 2});
+  }
+  if (ph == 0 && pw == 0) return x.contiguous();
+  PlaneLayout lay;
+  lay.rows = x.size(2) + 2 * ph;
+  lay.width = x.size(3) + 2 * pw;
+  lay.row0 = ph;
+  lay.col0 = pw;
+  return pack_planes<T>(x, lay).view({x.size(0), x.size(1), lay.rows, lay.width});
+}
+
 template <typename T>
 void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                   at::Tensor& y) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t NR = kt.nr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
-  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR, Ko = G * Kpad;
-  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
-  const at::Tensor xb = padded_nhwc(input, s.pad_h, s.pad_w);
+  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR;
+  const at::Tensor xb = padded_input<T>(input, s.pad_h, s.pad_w);
+  const int64_t xn = xb.stride(0), xc = xb.stride(1), xh = xb.stride(2), xw = xb.stride(3);
   // Weights packed [g][kb][tap][c][NR lanes], zero lanes past Kg.
   at::Tensor wp = at::zeros({G, Kpad, Cg, RS}, weight.options());
   wp.narrow(1, 0, Kg).copy_(weight.reshape({G, Kg, Cg, RS}));
@@ -167,34 +182,35 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
   }
   std::vector<int64_t> taps(RS);
   for (int64_t r = 0; r < s.R; ++r)
-    for (int64_t t = 0; t < s.S; ++t) taps[r * s.S + t] = (r * s.dil_h * Wp + t * s.dil_w) * s.C;
-  at::Tensor yb = at::empty({s.N, s.P, s.Q, Ko}, input.options());
+    for (int64_t t = 0; t < s.S; ++t) taps[r * s.S + t] = r * s.dil_h * xh + t * s.dil_w * xw;
+  const int64_t yn = y.stride(0), yk = y.stride(1), yp = y.stride(2), yq = y.stride(3);
   const T* x = xb.const_data_ptr<T>();
   const T* w = wp.const_data_ptr<T>();
   const T* b = bp.defined() ? bp.const_data_ptr<T>() : nullptr;
-  T* out = yb.mutable_data_ptr<T>();
-  at::parallel_for(0, s.N * s.P, grain_for(s.Q * Ko * Cg * RS), [&](int64_t begin, int64_t end) {
+  T* out = y.mutable_data_ptr<T>();
+  at::parallel_for(0, s.N * s.P, grain_for(s.Q * G * Kpad * Cg * RS), [&](int64_t begin, int64_t end) {
     WideTile<T> a;
-    a.in_pix = s.stride_w * s.C;
+    a.in_pix = s.stride_w * xw;
+    a.in_chan = xc;
     a.tap_off = taps.data();
     a.ntaps = RS;
     a.C = Cg;
-    a.out_pix = Ko;
+    a.out_pix = yq;
+    a.out_lane = yk;
     a.npix = s.Q;
     for (int64_t np = begin; np < end; ++np) {
       const int64_t n = np / s.P, p = np % s.P;
       for (int64_t g = 0; g < G; ++g)
         for (int64_t kb = 0; kb < KB; ++kb) {
-          a.in = x + ((n * Hp + p * s.stride_h) * Wp) * s.C + g * Cg;
+          a.in = x + n * xn + p * s.stride_h * xh + g * Cg * xc;
           a.w = w + (g * KB + kb) * RS * Cg * NR;
-          a.out = out + np * s.Q * Ko + g * Kpad + kb * NR;
+          a.out = out + n * yn + (g * Kg + kb * NR) * yk + p * yp;
+          a.nr_valid = std::min(NR, Kg - kb * NR);
           a.init = b ? b + g * Kpad + kb * NR : nullptr;
           kt.wide_tile(a);
         }
     }
   });
-  if (Kpad != Kg) yb = yb.view({s.N, s.P, s.Q, G, Kpad}).narrow(4, 0, Kg).reshape({s.N, s.P, s.Q, s.K});
-  y = yb.permute({0, 3, 1, 2});
 }
 
 // Runs plane rows: out (N, Kout, P', Q') planes from `in` planes (N, Cin, layout)
@@ -245,16 +261,16 @@ void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::
   const PlaneLayout lay = input_plane_layout<T>(s);
   const at::Tensor xb = pack_planes<T>(input, lay);
   const at::Tensor w = weight.contiguous();
-  y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
+  if (!y.is_contiguous()) y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
   run_plane_rows<T>(xb.const_data_ptr<T>(), lay, s.N, s.C, s.K, s.groups, w.const_data_ptr<T>(),
                     bias.defined() ? bias.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), s.P, s.Q, s.R,
                     s.S, s.stride_h, s.dil_h, s.dil_w, 0);
 }
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
-                   const ConvShape& s) {
-  at::Tensor y;
-  if (s.N * s.K * s.P * s.Q == 0) return at::empty({s.N, s.K, s.P, s.Q}, input.options());
+                   const ConvShape& s, at::MemoryFormat format) {
+  at::Tensor y = at::empty({s.N, s.K, s.P, s.Q}, input.options().memory_format(format));
+  if (y.numel() == 0) return y;
   const at::Tensor bias = bias_opt.has_value() && bias_opt->defined() ? bias_opt->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_cpu", [&] {
     if (use_wide<scalar_t>(s.K_per_group()))
@@ -272,10 +288,11 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std:
 // input pixel gathers the same taps from a contiguous run of grad_output, so
 // the forward tile kernel applies with transposed, per-phase packed weights.
 template <typename T>
-void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
+void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::MemoryFormat format,
+                         at::Tensor& gx) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t NR = kt.nr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
-  const int64_t Cpad = round_up(Cg, NR), CB = Cpad / NR, Co = G * Cpad;
+  const int64_t Cpad = round_up(Cg, NR), CB = Cpad / NR;
   const int64_t sh = s.stride_h, sw = s.stride_w;
 
   // Per phase and axis: the valid taps, their offsets into grad_output, and the
@@ -312,9 +329,10 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
   const Axis aw = make_axis(sw, s.pad_w, s.dil_w, s.S, s.W, s.Q);
   const int64_t Pb = s.P + ah.border_lo + ah.border_hi, Qb = s.Q + aw.border_lo + aw.border_hi;
 
-  // grad_output, channels-last with a zero border: (N, Pb, Qb, K).
-  at::Tensor gyb = at::zeros({s.N, Pb, Qb, s.K}, gy.options());
-  gyb.narrow(1, ah.border_lo, s.P).narrow(2, aw.border_lo, s.Q).copy_(gy.permute({0, 2, 3, 1}));
+  // grad_output with a zero border, in its own layout: (N, K, Pb, Qb).
+  at::Tensor gyb = at::zeros({s.N, s.K, Pb, Qb}, gy.options().memory_format(gy.suggest_memory_format()));
+  gyb.narrow(2, ah.border_lo, s.P).narrow(3, aw.border_lo, s.Q).copy_(gy);
+  const int64_t bn = gyb.stride(0), bk = gyb.stride(1), bp = gyb.stride(2), bq = gyb.stride(3);
 
   // Per (phase a, phase b): tap offsets and weights packed [g][cb][tap][k][NR lanes of c].
   const at::Tensor wc = weight.contiguous();
@@ -330,7 +348,7 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
       int64_t t = 0;
       for (size_t i = 0; i < ah.taps[a].size(); ++i)
         for (size_t j = 0; j < aw.taps[b].size(); ++j, ++t) {
-          tap_off[ph].push_back((ah.offs[a][i] * Qb + aw.offs[b][j]) * s.K);
+          tap_off[ph].push_back(ah.offs[a][i] * bp + aw.offs[b][j] * bq);
           const int64_t r = ah.taps[a][i], sx = aw.taps[b][j];
           for (int64_t g = 0; g < G; ++g)
             for (int64_t k = 0; k < Kg; ++k)
@@ -340,14 +358,17 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
         }
     }
 
-  at::Tensor gxb = at::empty({s.N, s.H, s.W, Co}, gy.options());
+  gx = at::empty({s.N, s.C, s.H, s.W}, gy.options().memory_format(format));
+  const int64_t xn = gx.stride(0), xc = gx.stride(1), xh = gx.stride(2), xw = gx.stride(3);
   const T* g_in = gyb.const_data_ptr<T>();
-  T* out = gxb.mutable_data_ptr<T>();
-  at::parallel_for(0, s.N * s.H, grain_for(s.W * Co * Kg * s.R * s.S / (sh * sw)), [&](int64_t begin, int64_t end) {
+  T* out = gx.mutable_data_ptr<T>();
+  at::parallel_for(0, s.N * s.H, grain_for(s.W * Cpad * s.K * s.R * s.S / (sh * sw)), [&](int64_t begin, int64_t end) {
     WideTile<T> t;
-    t.in_pix = s.K;
+    t.in_pix = bq;
+    t.in_chan = bk;
     t.C = Kg;
-    t.out_pix = sw * Co;
+    t.out_pix = sw * xw;
+    t.out_lane = xc;
     t.init = nullptr;
     for (int64_t nh = begin; nh < end; ++nh) {
       const int64_t n = nh / s.H, h = nh % s.H;
@@ -361,16 +382,15 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
         const int64_t w0 = b + sw * aw.lo[b] - s.pad_w;
         for (int64_t g = 0; g < G; ++g)
           for (int64_t cb = 0; cb < CB; ++cb) {
-            t.in = g_in + ((n * Pb + ah.border_lo + i) * Qb + aw.border_lo + aw.lo[b]) * s.K + g * Kg;
+            t.in = g_in + n * bn + (ah.border_lo + i) * bp + (aw.border_lo + aw.lo[b]) * bq + g * Kg * bk;
             t.w = packed[ph].data() + (g * CB + cb) * t.ntaps * Kg * NR;
-            t.out = out + ((n * s.H + h) * s.W + w0) * Co + g * Cpad + cb * NR;
+            t.out = out + n * xn + h * xh + w0 * xw + (g * Cg + cb * NR) * xc;
+            t.nr_valid = std::min(NR, Cg - cb * NR);
             kt.wide_tile(t);
           }
       }
     }
   });
-  if (Cpad != Cg) gxb = gxb.view({s.N, s.H, s.W, G, Cpad}).narrow(4, 0, Cg).reshape({s.N, s.H, s.W, s.C});
-  gx = gxb.permute({0, 3, 1, 2});
 }
 
 // Plane: grad_input is the stride-1 convolution of the zero-inserted, padded
@@ -407,82 +427,15 @@ int64_t reduction_chunks(int64_t rows, int64_t work) {
   return std::max<int64_t>(1, std::min<int64_t>({rows, 16, work / (1 << 18)}));
 }
 
+// grad_weight as lane-wise dot products along output rows (planar data, no
+// transposes): tasks are (reduction chunk, block of output channels); each
+// keeps vector partial sums for its channels in a scratch buffer, sums lanes
+// in order at the end, and the chunks are added in chunk order.
 template <typename T>
-void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
-  const KernelsT<T>& kt = kern<T>();
-  const int64_t NR = kt.nr, MR = kt.mr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
-  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR, Ko = G * Kpad, items = RS * Cg;
-  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
-  const at::Tensor xb = padded_nhwc(input, s.pad_h, s.pad_w);
-  at::Tensor gyb;
-  if (Kpad == Kg) {
-    gyb = gy.permute({0, 2, 3, 1}).contiguous();
-  } else {
-    gyb = at::zeros({s.N, s.P, s.Q, G, Kpad}, gy.options());
-    gyb.narrow(4, 0, Kg).copy_(gy.view({s.N, G, Kg, s.P, s.Q}).permute({0, 3, 4, 1, 2}));
-  }
-  std::vector<int64_t> item_off(items);
-  for (int64_t r = 0; r < s.R; ++r)
-    for (int64_t t = 0; t < s.S; ++t)
-      for (int64_t c = 0; c < Cg; ++c) item_off[(r * s.S + t) * Cg + c] = (r * s.dil_h * Wp + t * s.dil_w) * s.C + c;
-
-  const int64_t rows = s.N * s.P;
-  const int64_t nch = reduction_chunks(rows, s.flops() / 2);
-  const int64_t per_chunk = G * KB * items * NR;
-  at::Tensor part = at::zeros({nch, per_chunk}, gy.options());
-  // Rows per sub-block: about 256 pixels, so its data stays in L1 across all tiles.
-  const int64_t sub_rows = std::max<int64_t>(1, 256 / s.Q);
-  const T* x = xb.const_data_ptr<T>();
-  const T* g = gyb.const_data_ptr<T>();
-  T* acc = part.mutable_data_ptr<T>();
-  at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
-    WideWgrad<T> a;
-    a.cols = s.Q;
-    a.x_row = s.stride_h * Wp * s.C;
-    a.x_col = s.stride_w * s.C;
-    a.gy_row = s.Q * Ko;
-    a.gy_col = Ko;
-    for (int64_t ch = begin; ch < end; ++ch) {
-      int64_t row = rows * ch / nch;
-      const int64_t row_end = rows * (ch + 1) / nch;
-      while (row < row_end) {
-        const int64_t n = row / s.P, p = row % s.P;
-        const int64_t cnt = std::min({sub_rows, row_end - row, s.P - p});
-        a.rows = cnt;
-        for (int64_t gi = 0; gi < G; ++gi)
-          for (int64_t kb = 0; kb < KB; ++kb)
-            for (int64_t j = 0; j < items; j += MR) {
-              a.x = x + ((n * Hp + p * s.stride_h) * Wp) * s.C + gi * Cg;
-              a.item_off = item_off.data() + j;
-              a.m = std::min(MR, items - j);
-              a.gy = g + (n * s.P + p) * s.Q * Ko + gi * Kpad + kb * NR;
-              a.acc = acc + ch * per_chunk + ((gi * KB + kb) * items + j) * NR;
-              kt.wide_wgrad(a);
-            }
-        row += cnt;
-      }
-    }
-  });
-  // gw[g*Kg + k][c][r][s] = sum over chunks, in chunk order.
-  T* dst = gw.mutable_data_ptr<T>();
-  at::parallel_for(0, s.K, grain_for(nch * Cg * RS), [&](int64_t begin, int64_t end) {
-    for (int64_t kk = begin; kk < end; ++kk) {
-      const int64_t gi = kk / Kg, k = kk % Kg, kb = k / NR, l = k % NR;
-      for (int64_t c = 0; c < Cg; ++c)
-        for (int64_t t = 0; t < RS; ++t) {
-          const T* src = acc + ((gi * KB + kb) * items + t * Cg + c) * NR + l;
-          T total = src[0];
-          for (int64_t ch = 1; ch < nch; ++ch) total += src[ch * per_chunk];
-          dst[(kk * Cg + c) * RS + t] = total;
-        }
-    }
-  });
-}
-
-template <typename T>
-void backward_weight_plane(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
+void backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t L = kt.lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
+  const int64_t items = Cg * RS;
   const PlaneLayout lay = input_plane_layout<T>(s);
   const at::Tensor xb = pack_planes<T>(input, lay);
   // grad_output rows zero-padded to whole vectors.
@@ -490,52 +443,72 @@ void backward_weight_plane(const at::Tensor& gy, const at::Tensor& input, const 
   glay.rows = s.P;
   glay.width = round_up(s.Q, L);
   const at::Tensor gyb = pack_planes<T>(gy, glay);
-  std::vector<int64_t> tap_off(RS);
-  for (int64_t r = 0; r < s.R; ++r)
-    for (int64_t t = 0; t < s.S; ++t) {
-      const int64_t c = t * s.dil_w;
-      tap_off[r * s.S + t] = r * s.dil_h * lay.width + (c % lay.phases) * lay.rows * lay.width + c / lay.phases;
-    }
-  // Channel and tap blocks the kernel handles in one pass (see plane_wgrad).
-  const int64_t kb_max = Kg >= 5 ? 6 : Kg;
-  const int64_t tb_max = kb_max == 1 ? 12 : kb_max == 2 ? 6 : kb_max == 3 ? 4 : kb_max == 4 ? 3 : 2;
+  std::vector<int64_t> item_off(items);
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t r = 0; r < s.R; ++r)
+      for (int64_t t = 0; t < s.S; ++t) {
+        const int64_t col = t * s.dil_w;
+        item_off[(c * s.R + r) * s.S + t] = c * lay.plane() + r * s.dil_h * lay.width +
+                                             (col % lay.phases) * lay.rows * lay.width + col / lay.phases;
+      }
+  // Output channels per pass and the items the kernel pairs with them (see plane_wgrad).
+  const int64_t kb_max = Kg >= 6 && Kg % 6 == 0 && Kg % 4 != 0 ? 6 : std::min<int64_t>(Kg, 4);
+  auto items_for = [](int64_t kb) -> int64_t { return kb == 1 ? 12 : kb == 2 ? 6 : kb == 3 ? 4 : kb == 4 ? 3 : 2; };
+  const int64_t kblocks = ceil_div(Kg, kb_max);
 
-  const int64_t nch = reduction_chunks(s.N, s.flops() / 2);
-  const int64_t per_chunk = s.K * Cg * RS;
-  at::Tensor part = at::zeros({nch, per_chunk}, gy.options());
+  // Chunk the reduction only when there are too few channel blocks to share out.
+  const int64_t rows = s.N * s.P;
+  const int64_t nch = G * kblocks >= 8 ? 1 : reduction_chunks(rows, s.flops() / 2);
+  const int64_t band = std::max<int64_t>(1, 1024 / glay.width);  // rows per pass: about 1k pixels
+  at::Tensor part = at::empty({nch, s.K * items}, gy.options());
   const T* x = xb.const_data_ptr<T>();
   const T* g = gyb.const_data_ptr<T>();
-  T* acc = part.mutable_data_ptr<T>();
-  at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
+  T* partial = part.mutable_data_ptr<T>();
+  at::parallel_for(0, nch * G * kblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(kb_max * items * L);
     PlaneWgrad<T> a;
     a.x_row = s.stride_h * lay.width;
     a.gy_row = glay.width;
     a.gy_k = glay.plane();
-    a.rows = s.P;
     a.qv = glay.width / L;
-    a.acc_k = Cg * RS;
-    for (int64_t ch = begin; ch < end; ++ch)
-      for (int64_t n = s.N * ch / nch; n < s.N * (ch + 1) / nch; ++n)
-        for (int64_t gi = 0; gi < G; ++gi)
-          for (int64_t c = 0; c < Cg; ++c)
-            for (int64_t k0 = 0; k0 < Kg; k0 += kb_max)
-              for (int64_t t0 = 0; t0 < RS; t0 += tb_max) {
-                a.x = x + (n * s.C + gi * Cg + c) * lay.plane();
-                a.tap_off = tap_off.data() + t0;
-                a.ntap = std::min(tb_max, RS - t0);
-                a.gy = g + (n * s.K + gi * Kg + k0) * glay.plane();
-                a.kb = std::min(kb_max, Kg - k0);
-                a.acc = acc + ch * per_chunk + ((gi * Kg + k0) * Cg + c) * RS + t0;
-                kt.plane_wgrad(a);
-              }
+    a.acc_k = items;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t ch = task / (G * kblocks), gk = task % (G * kblocks), gi = gk / kblocks;
+      const int64_t k0 = gi * Kg + (gk % kblocks) * kb_max;
+      a.kb = std::min(kb_max, gi * Kg + Kg - k0);
+      const int64_t tb = items_for(a.kb);
+      std::fill(scratch.begin(), scratch.end(), T(0));
+      int64_t row = rows * ch / nch;
+      const int64_t row_end = rows * (ch + 1) / nch;
+      while (row < row_end) {
+        const int64_t n = row / s.P, p = row % s.P;
+        a.rows = std::min({band, row_end - row, s.P - p});
+        a.gy = g + ((n * s.K + k0) * s.P + p) * glay.width;
+        a.x = x + (n * s.C + gi * Cg) * lay.plane() + p * s.stride_h * lay.width;
+        for (int64_t i0 = 0; i0 < items; i0 += tb) {
+          a.item_off = item_off.data() + i0;
+          a.nitem = std::min(tb, items - i0);
+          a.acc = scratch.data() + i0 * L;
+          kt.plane_wgrad(a);
+        }
+        row += a.rows;
+      }
+      T* dst = partial + ch * s.K * items + k0 * items;
+      for (int64_t i = 0; i < a.kb * items; ++i) {
+        const T* lanes = scratch.data() + i * L;
+        T total = lanes[0];
+        for (int64_t l = 1; l < L; ++l) total += lanes[l];
+        dst[i] = total;
+      }
+    }
   });
-  T* dst = gw.mutable_data_ptr<T>();
-  const int64_t total = per_chunk;
+  T* out = gw.mutable_data_ptr<T>();
+  const int64_t total = s.K * items;
   at::parallel_for(0, total, grain_for(nch * 64), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      T v = acc[i];
-      for (int64_t ch = 1; ch < nch; ++ch) v += acc[ch * per_chunk + i];
-      dst[i] = v;
+      T v = partial[i];
+      for (int64_t ch = 1; ch < nch; ++ch) v += partial[ch * total + i];
+      out[i] = v;
     }
   });
 }
@@ -562,7 +535,8 @@ void backward_bias(const at::Tensor& gy_any, const ConvShape& s, at::Tensor& gb)
 at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const ConvShape s = check_conv2d("convkit::conv2d", input, weight, bias, stride, padding, dilation, groups);
-  return forward(input, weight, bias, s).contiguous(output_memory_format(input, weight));
+  const at::MemoryFormat format = output_memory_format(input, weight);
+  return forward(input, weight, bias, s, format).contiguous(format);
 }
 
 at::Tensor corr2d(const at::Tensor& x, const at::Tensor& k) {
@@ -575,7 +549,8 @@ at::Tensor corr2d(const at::Tensor& x, const at::Tensor& k) {
   s.S = k.size(1);
   s.P = s.H - s.R + 1;
   s.Q = s.W - s.S + 1;
-  return forward(x.view({1, 1, s.H, s.W}), k.view({1, 1, s.R, s.S}), std::nullopt, s).reshape({s.P, s.Q});
+  return forward(x.view({1, 1, s.H, s.W}), k.view({1, 1, s.R, s.S}), std::nullopt, s, at::MemoryFormat::Contiguous)
+      .reshape({s.P, s.Q});
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
@@ -598,7 +573,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
       } else if (empty_gy) {
         grad_input = at::zeros(input.sizes(), input.options());
       } else if (use_wide<scalar_t>(s.C_per_group())) {
-        backward_input_wide<scalar_t>(grad_output, weight, s, grad_input);
+        backward_input_wide<scalar_t>(grad_output, weight, s, input.suggest_memory_format(), grad_input);
       } else {
         backward_input_plane<scalar_t>(grad_output, weight, s, grad_input);
       }
@@ -609,10 +584,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_weight = at::zeros(weight.sizes(), weight.options());
       } else {
         grad_weight = at::empty(weight.sizes(), weight.options());
-        if (use_wide<scalar_t>(s.K_per_group()))
-          backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);
-        else
-          backward_weight_plane<scalar_t>(grad_output, input, s, grad_weight);
+        backward_weight<scalar_t>(grad_output, input, s, grad_weight);
       }
       grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
     }

@@ -8,33 +8,22 @@
 namespace convkit {
 namespace cpu {
 
-// Register-blocked tile over channels-last data: out[pixel][NR lanes] =
-// init + sum over taps t and channels c of in[pixel * in_pix + tap_off[t] + c] *
-// w[(t * C + c) * NR + lane]. Used for the forward pass and for grad_input
-// (on grad_output with transposed, flipped weights).
+// Register-blocked tile of pixels x output channels (implicit GEMM):
+// out[pixel * out_pix + lane * out_lane] = init[lane] + sum over taps t and
+// channels c of in[pixel * in_pix + tap_off[t] + c * in_chan] * w[(t * C + c) * NR + lane],
+// for lane < nr_valid. Any input/output layout (strides). Used for the forward
+// pass and for grad_input (on grad_output with transposed, flipped weights).
 template <typename T>
 struct WideTile {
   const T* in;
-  int64_t in_pix;
+  int64_t in_pix, in_chan;
   const int64_t* tap_off;
   int64_t ntaps, C;
   const T* w;
   T* out;
-  int64_t out_pix;
+  int64_t out_pix, out_lane, nr_valid;
   int64_t npix;
   const T* init;  // NR values, or null for zeros
-};
-
-// acc[j][lane] += sum over rows and cols of x[item_off[j] + row*x_row + col*x_col] *
-// gy[row*gy_row + col*gy_col + lane], for j < m (<= MR): the grad_weight tile.
-template <typename T>
-struct WideWgrad {
-  const T* x;
-  const int64_t* item_off;
-  int64_t m;
-  const T* gy;
-  int64_t rows, cols, x_row, x_col, gy_row, gy_col;
-  T* acc;
 };
 
 // One output row of a planar (NCHW) convolution, vectorized along the width:
@@ -56,15 +45,17 @@ struct PlaneRow {
   const T* bias;  // kb values or null
 };
 
-// acc[k*ntap_stride + t] += sum over rows and vectors of gy[k*gy_k + row*gy_row + v] *
-// x[tap_off[t] + row*x_row + v], for k < kb, t < ntap. gy rows are zero beyond
-// their valid width, so whole vectors (qv of them per row) are summed.
+// Vector partial sums of grad_weight: for k < kb and i < nitem,
+//   acc[(k*acc_k + i)*L .. +L] += sum over rows and vectors v of
+//   gy[k*gy_k + row*gy_row + v*L ..] * x[item_off[i] + row*x_row + v*L ..]
+// (lane-wise; the caller sums the lanes). Items are (channel, tap) pairs. gy
+// rows are zero beyond their valid width, so whole vectors (qv per row) count.
 template <typename T>
 struct PlaneWgrad {
   const T* x;
   int64_t x_row;
-  const int64_t* tap_off;
-  int64_t ntap;
+  const int64_t* item_off;
+  int64_t nitem;
   const T* gy;
   int64_t gy_row, gy_k, kb;
   int64_t rows, qv;
@@ -78,7 +69,6 @@ struct KernelsT {
   int mr;     // pixels per wide tile
   int nr;     // lanes per wide tile (two vectors)
   void (*wide_tile)(const WideTile<T>&);
-  void (*wide_wgrad)(const WideWgrad<T>&);
   void (*plane_row)(const PlaneRow<T>&);
   void (*plane_wgrad)(const PlaneWgrad<T>&);
   // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).

@@ -83,7 +83,7 @@ void wide_tile_m(const WideTile<T>& a, const T* in, T* out) {
     acc1[j] = i1;
   }
   const T* w = a.w;
-  const int64_t C = a.C, ps = a.in_pix;
+  const int64_t C = a.C, ps = a.in_pix, cs = a.in_chan;
   for (int64_t t = 0; t < a.ntaps; ++t) {
     const T* src = in + a.tap_off[t];
     for (int64_t c = 0; c < C; ++c) {
@@ -91,16 +91,32 @@ void wide_tile_m(const WideTile<T>& a, const T* in, T* out) {
       w += 2 * L;
 #pragma GCC unroll 8
       for (int j = 0; j < M; ++j) {
-        const V<T> b = splat(src[j * ps + c]);
+        const V<T> b = splat(src[j * ps]);
         acc0[j] += b * w0;
         acc1[j] += b * w1;
       }
+      src += cs;
     }
   }
+  if (a.out_lane == 1 && a.nr_valid == 2 * L) {
+#pragma GCC unroll 8
+    for (int j = 0; j < M; ++j) {
+      storeu(out + j * a.out_pix, acc0[j]);
+      storeu(out + j * a.out_pix + L, acc1[j]);
+    }
+    return;
+  }
+  // Scattered store (e.g. NCHW output): cheap next to the reduction.
+  T tile[M][2 * L];
 #pragma GCC unroll 8
   for (int j = 0; j < M; ++j) {
-    storeu(out + j * a.out_pix, acc0[j]);
-    storeu(out + j * a.out_pix + L, acc1[j]);
+    storeu(tile[j], acc0[j]);
+    storeu(tile[j] + L, acc1[j]);
+  }
+  for (int64_t l = 0; l < a.nr_valid; ++l) {
+    T* dst = out + l * a.out_lane;
+#pragma GCC unroll 8
+    for (int j = 0; j < M; ++j) dst[j * a.out_pix] = tile[j][l];
   }
 }
 
@@ -117,53 +133,6 @@ void wide_tile(const WideTile<T>& a) {
       case 2: wide_tile_m<T, 2>(a, in, out); break;
       default: wide_tile_m<T, 1>(a, in, out); break;
     }
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Wide grad_weight tile: M (tap, channel) items x 2 vectors of output channels.
-template <typename T, int M>
-void wide_wgrad_m(const WideWgrad<T>& a) {
-  constexpr int L = Vec<T>::L;
-  V<T> acc0[M], acc1[M];
-  int64_t off[M];
-#pragma GCC unroll 8
-  for (int j = 0; j < M; ++j) {
-    acc0[j] = loadu(a.acc + j * 2 * L);
-    acc1[j] = loadu(a.acc + j * 2 * L + L);
-    off[j] = a.item_off[j];
-  }
-  for (int64_t row = 0; row < a.rows; ++row) {
-    const T* x = a.x + row * a.x_row;
-    const T* g = a.gy + row * a.gy_row;
-    for (int64_t col = 0; col < a.cols; ++col) {
-      const V<T> g0 = loadu(g), g1 = loadu(g + L);
-#pragma GCC unroll 8
-      for (int j = 0; j < M; ++j) {
-        const V<T> b = splat(x[off[j]]);
-        acc0[j] += b * g0;
-        acc1[j] += b * g1;
-      }
-      x += a.x_col;
-      g += a.gy_col;
-    }
-  }
-#pragma GCC unroll 8
-  for (int j = 0; j < M; ++j) {
-    storeu(a.acc + j * 2 * L, acc0[j]);
-    storeu(a.acc + j * 2 * L + L, acc1[j]);
-  }
-}
-
-template <typename T>
-void wide_wgrad(const WideWgrad<T>& a) {
-  switch (a.m) {
-    case 6: wide_wgrad_m<T, 6>(a); break;
-    case 5: wide_wgrad_m<T, 5>(a); break;
-    case 4: wide_wgrad_m<T, 4>(a); break;
-    case 3: wide_wgrad_m<T, 3>(a); break;
-    case 2: wide_wgrad_m<T, 2>(a); break;
-    default: wide_wgrad_m<T, 1>(a); break;
   }
 }
 
@@ -237,22 +206,24 @@ void plane_row(const PlaneRow<T>& a) {
 }
 
 // ---------------------------------------------------------------------------
-// Plane grad_weight: KB output channels x TB taps of vector accumulators,
-// reduced over rows and vectors, then summed across lanes in a fixed order.
-// Surplus channels/taps repeat the last real one and are discarded.
+// Plane grad_weight: KB output channels x TB items of vector accumulators.
+// Surplus channels/items repeat the last real one and are not stored.
 template <typename T, int KB, int TB>
 void plane_wgrad_kt(const PlaneWgrad<T>& a) {
   constexpr int L = Vec<T>::L;
   V<T> acc[KB][TB];
+  int64_t toff[TB], goff[KB], aoff[KB][TB];
+#pragma GCC unroll 16
+  for (int t = 0; t < TB; ++t) toff[t] = a.item_off[min64(t, a.nitem - 1)];
+#pragma GCC unroll 16
+  for (int k = 0; k < KB; ++k) goff[k] = min64(k, a.kb - 1) * a.gy_k;
 #pragma GCC unroll 16
   for (int k = 0; k < KB; ++k)
 #pragma GCC unroll 16
-    for (int t = 0; t < TB; ++t) acc[k][t] = V<T>{};
-  int64_t toff[TB], goff[KB];
-#pragma GCC unroll 16
-  for (int t = 0; t < TB; ++t) toff[t] = a.tap_off[min64(t, a.ntap - 1)];
-#pragma GCC unroll 16
-  for (int k = 0; k < KB; ++k) goff[k] = min64(k, a.kb - 1) * a.gy_k;
+    for (int t = 0; t < TB; ++t) {
+      aoff[k][t] = (min64(k, a.kb - 1) * a.acc_k + min64(t, a.nitem - 1)) * L;
+      acc[k][t] = loadu(a.acc + aoff[k][t]);
+    }
   for (int64_t row = 0; row < a.rows; ++row) {
     const T* x = a.x + row * a.x_row;
     const T* g = a.gy + row * a.gy_row;
@@ -281,13 +252,17 @@ void plane_wgrad_kt(const PlaneWgrad<T>& a) {
       }
     }
   }
-  for (int64_t k = 0; k < a.kb && k < KB; ++k)
-    for (int64_t t = 0; t < a.ntap && t < TB; ++t) a.acc[k * a.acc_k + t] += hsum<T>(acc[k][t]);
+  // Only real slots are stored (surplus ones hold copies of the same sums).
+#pragma GCC unroll 16
+  for (int k = KB - 1; k >= 0; --k)
+#pragma GCC unroll 16
+    for (int t = TB - 1; t >= 0; --t)
+      if (k < a.kb && t < a.nitem) storeu(a.acc + aoff[k][t], acc[k][t]);
 }
 
 template <typename T>
 void plane_wgrad(const PlaneWgrad<T>& a) {
-  switch (a.kb) {
+  switch (a.kb > 6 ? 6 : a.kb) {
     case 1: plane_wgrad_kt<T, 1, 12>(a); break;
     case 2: plane_wgrad_kt<T, 2, 6>(a); break;
     case 3: plane_wgrad_kt<T, 3, 4>(a); break;
@@ -317,7 +292,6 @@ KernelsT<T> make_kernels() {
   k.mr = kMR;
   k.nr = 2 * Vec<T>::L;
   k.wide_tile = &wide_tile<T>;
-  k.wide_wgrad = &wide_wgrad<T>;
   k.plane_row = &plane_row<T>;
   k.plane_wgrad = &plane_wgrad<T>;
   k.sum = &sum<T>;
