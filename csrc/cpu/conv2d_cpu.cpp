@@ -213,41 +213,52 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
   });
 }
 
-// Runs plane rows: out (N, Kout, P', Q') planes from `in` planes (N, Cin, layout)
-// with weights w[k][c][R][S] of a grouped convolution (Cred = input channels
-// per group, Kgrp = outputs per group).
+// Runs plane rows: out (N, Kout, Pout, Qout) planes from `in` planes
+// (N, Cin, layout) with weights w[k][c][R][S] of a grouped convolution
+// (Cin / G reduction channels and Kout / G outputs per group). Output row p
+// reads input rows p * row_step + row_origin + r * dh.
 template <typename T>
 void run_plane_rows(const T* in, const PlaneLayout& lay, int64_t N, int64_t Cin, int64_t Kout, int64_t G,
-                    const T* w, const T* bias, T* out, int64_t Pout, int64_t Qout, int64_t R, int64_t S,
-                    int64_t row_step, int64_t dh, int64_t dw, int64_t row_origin) {
+                    const at::Tensor& weight, const T* bias, T* out, int64_t Pout, int64_t Qout, int64_t R,
+                    int64_t S, int64_t row_step, int64_t dh, int64_t dw, int64_t row_origin) {
   const KernelsT<T>& kt = kern<T>();
-  const int64_t Cred = Cin / G, Kgrp = Kout / G;
-  const int64_t kblocks = ceil_div(Kgrp, 6);
-  const int64_t units = N * G * kblocks * Pout;
-  at::parallel_for(0, units, grain_for(std::min<int64_t>(6, Kgrp) * Qout * Cred * R * S), [&](int64_t begin, int64_t end) {
+  const int64_t Cred = Cin / G, Kgrp = Kout / G, nred = Cred * R * S;
+  const int64_t kblocks = ceil_div(Kgrp, kPlaneKB);
+  // Weights packed [g][kblock][c, r, s][kPlaneKB], zero past the group's channels.
+  at::Tensor wp = at::zeros({G, kblocks * kPlaneKB, nred}, weight.options());
+  wp.narrow(1, 0, Kgrp).copy_(weight.reshape({G, Kgrp, nred}));
+  wp = wp.view({G, kblocks, kPlaneKB, nred}).permute({0, 1, 3, 2}).contiguous();
+  const T* w = wp.const_data_ptr<T>();
+  std::vector<int64_t> off(nred);
+  for (int64_t c = 0; c < Cred; ++c)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t t = 0; t < S; ++t)
+        off[(c * R + r) * S + t] = c * lay.plane() + r * dh * lay.width +
+                                   (t * dw % lay.phases) * lay.rows * lay.width + t * dw / lay.phases;
+  // Rows per task: enough work to amortize the call, at least ~512 outputs.
+  const int64_t band = std::min<int64_t>(Pout, std::max<int64_t>(1, 512 / Qout));
+  const int64_t bands = ceil_div(Pout, band);
+  const int64_t units = N * G * kblocks * bands;
+  const int64_t unit_work = std::min<int64_t>(kPlaneKB, Kgrp) * band * Qout * nred;
+  at::parallel_for(0, units, grain_for(unit_work), [&](int64_t begin, int64_t end) {
     PlaneRow<T> a;
-    a.in_chan = lay.plane();
-    a.in_row = lay.width;
-    a.in_phase = lay.rows * lay.width;
-    a.C = Cred;
-    a.R = R;
-    a.S = S;
-    a.dh = dh;
-    a.dw = dw;
-    a.sw = lay.phases;
-    a.w_k = Cred * R * S;
+    a.in_off = off.data();
+    a.n = nred;
+    a.in_row_step = row_step * lay.width;
     a.out_k = Pout * Qout;
+    a.out_row = Qout;
     a.Q = Qout;
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t p = u % Pout;
-      int64_t rest = u / Pout;
+      const int64_t bi = u % bands;
+      int64_t rest = u / bands;
       const int64_t kbi = rest % kblocks;
       rest /= kblocks;
       const int64_t g = rest % G, n = rest / G;
-      const int64_t k0 = g * Kgrp + kbi * 6;
-      a.kb = std::min<int64_t>(6, Kgrp - kbi * 6);
+      const int64_t k0 = g * Kgrp + kbi * kPlaneKB, p = bi * band;
+      a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
+      a.rows = std::min(band, Pout - p);
       a.in = in + (n * Cin + g * Cred) * lay.plane() + (p * row_step + row_origin) * lay.width;
-      a.w = w + k0 * a.w_k;
+      a.w = w + (g * kblocks + kbi) * nred * kPlaneKB;
       a.out = out + ((n * Kout + k0) * Pout + p) * Qout;
       a.bias = bias ? bias + k0 : nullptr;
       kt.plane_row(a);
@@ -260,9 +271,8 @@ void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::
                    at::Tensor& y) {
   const PlaneLayout lay = input_plane_layout<T>(s);
   const at::Tensor xb = pack_planes<T>(input, lay);
-  const at::Tensor w = weight.contiguous();
   if (!y.is_contiguous()) y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
-  run_plane_rows<T>(xb.const_data_ptr<T>(), lay, s.N, s.C, s.K, s.groups, w.const_data_ptr<T>(),
+  run_plane_rows<T>(xb.const_data_ptr<T>(), lay, s.N, s.C, s.K, s.groups, weight,
                     bias.defined() ? bias.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), s.P, s.Q, s.R,
                     s.S, s.stride_h, s.dil_h, s.dil_w, 0);
 }
@@ -414,7 +424,7 @@ void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const 
   // wt[g*Cg + c][k][r][s] = w[g*Kg + k][c][R-1-r][S-1-s]
   const at::Tensor wt = weight.reshape({G, Kg, Cg, s.R, s.S}).flip({3, 4}).transpose(1, 2).contiguous();
   gx = at::empty({s.N, s.C, s.H, s.W}, gy.options());
-  run_plane_rows<T>(gyb.const_data_ptr<T>() + col_origin, lay, s.N, s.K, s.C, G, wt.const_data_ptr<T>(), nullptr,
+  run_plane_rows<T>(gyb.const_data_ptr<T>() + col_origin, lay, s.N, s.K, s.C, G, wt, nullptr,
                     gx.mutable_data_ptr<T>(), s.H, s.W, s.R, s.S, 1, s.dil_h, s.dil_w, row_origin);
 }
 
@@ -454,18 +464,22 @@ void backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvSh
   // Output channels per pass and the items the kernel pairs with them (see plane_wgrad).
   const int64_t kb_max = Kg >= 6 && Kg % 6 == 0 && Kg % 4 != 0 ? 6 : std::min<int64_t>(Kg, 4);
   auto items_for = [](int64_t kb) -> int64_t { return kb == 1 ? 12 : kb == 2 ? 6 : kb == 3 ? 4 : kb == 4 ? 3 : 2; };
-  const int64_t kblocks = ceil_div(Kg, kb_max);
+  // A task owns a super-block of output channels and walks the reduction in
+  // bands of rows; within a band the input stays in cache across the
+  // super-block's kernel passes.
+  const int64_t ks = std::min(Kg, round_up(16, kb_max));
+  const int64_t kblocks = ceil_div(Kg, ks);
 
   // Chunk the reduction only when there are too few channel blocks to share out.
   const int64_t rows = s.N * s.P;
   const int64_t nch = G * kblocks >= 8 ? 1 : reduction_chunks(rows, s.flops() / 2);
-  const int64_t band = std::max<int64_t>(1, 1024 / glay.width);  // rows per pass: about 1k pixels
+  const int64_t band = std::max<int64_t>(1, 512 / glay.width);  // rows per pass: about 512 pixels
   at::Tensor part = at::empty({nch, s.K * items}, gy.options());
   const T* x = xb.const_data_ptr<T>();
   const T* g = gyb.const_data_ptr<T>();
   T* partial = part.mutable_data_ptr<T>();
   at::parallel_for(0, nch * G * kblocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(kb_max * items * L);
+    std::vector<T> scratch(ks * items * L);
     PlaneWgrad<T> a;
     a.x_row = s.stride_h * lay.width;
     a.gy_row = glay.width;
@@ -474,32 +488,111 @@ void backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvSh
     a.acc_k = items;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t ch = task / (G * kblocks), gk = task % (G * kblocks), gi = gk / kblocks;
-      const int64_t k0 = gi * Kg + (gk % kblocks) * kb_max;
-      a.kb = std::min(kb_max, gi * Kg + Kg - k0);
-      const int64_t tb = items_for(a.kb);
+      const int64_t k0 = gi * Kg + (gk % kblocks) * ks;
+      const int64_t kn = std::min(ks, gi * Kg + Kg - k0);
       std::fill(scratch.begin(), scratch.end(), T(0));
       int64_t row = rows * ch / nch;
       const int64_t row_end = rows * (ch + 1) / nch;
       while (row < row_end) {
         const int64_t n = row / s.P, p = row % s.P;
         a.rows = std::min({band, row_end - row, s.P - p});
-        a.gy = g + ((n * s.K + k0) * s.P + p) * glay.width;
         a.x = x + (n * s.C + gi * Cg) * lay.plane() + p * s.stride_h * lay.width;
-        for (int64_t i0 = 0; i0 < items; i0 += tb) {
-          a.item_off = item_off.data() + i0;
-          a.nitem = std::min(tb, items - i0);
-          a.acc = scratch.data() + i0 * L;
-          kt.plane_wgrad(a);
+        for (int64_t k1 = 0; k1 < kn; k1 += kb_max) {
+          a.kb = std::min(kb_max, kn - k1);
+          const int64_t tb = items_for(a.kb);
+          a.gy = g + ((n * s.K + k0 + k1) * s.P + p) * glay.width;
+          for (int64_t i0 = 0; i0 < items; i0 += tb) {
+            a.item_off = item_off.data() + i0;
+            a.nitem = std::min(tb, items - i0);
+            a.acc = scratch.data() + (k1 * items + i0) * L;
+            kt.plane_wgrad(a);
+          }
         }
         row += a.rows;
       }
       T* dst = partial + ch * s.K * items + k0 * items;
-      for (int64_t i = 0; i < a.kb * items; ++i) {
+      for (int64_t i = 0; i < kn * items; ++i) {
         const T* lanes = scratch.data() + i * L;
         T total = lanes[0];
         for (int64_t l = 1; l < L; ++l) total += lanes[l];
         dst[i] = total;
       }
+    }
+  });
+  T* out = gw.mutable_data_ptr<T>();
+  const int64_t total = s.K * items;
+  at::parallel_for(0, total, grain_for(nch * 64), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T v = partial[i];
+      for (int64_t ch = 1; ch < nch; ++ch) v += partial[ch * total + i];
+      out[i] = v;
+    }
+  });
+}
+
+// grad_weight for many output channels: register tiles of (channel, tap)
+// items x output-channel lanes, accumulated over the pixels of one reduction
+// chunk (input planar, grad_output channels-last). Tasks are (chunk, group);
+// each walks its rows in bands small enough to stay in L1.
+template <typename T>
+void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t NR = kt.nr, MR = kt.mr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
+  const int64_t RS = s.R * s.S, items = Cg * RS;
+  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR, Ko = G * Kpad;
+  // The input as it is (plus padding): the kernel broadcasts scalars, so any layout and stride works.
+  const at::Tensor xb = padded_input<T>(input, s.pad_h, s.pad_w);
+  const int64_t xn = xb.stride(0), xc = xb.stride(1), xh = xb.stride(2), xw = xb.stride(3);
+  at::Tensor gyb;
+  if (Kpad == Kg) {
+    gyb = gy.permute({0, 2, 3, 1}).contiguous();
+  } else {
+    gyb = at::zeros({s.N, s.P, s.Q, G, Kpad}, gy.options());
+    gyb.narrow(4, 0, Kg).copy_(gy.reshape({s.N, G, Kg, s.P, s.Q}).permute({0, 3, 4, 1, 2}));
+  }
+  std::vector<int64_t> item_off(items);
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t r = 0; r < s.R; ++r)
+      for (int64_t t = 0; t < s.S; ++t) item_off[(c * s.R + r) * s.S + t] = c * xc + r * s.dil_h * xh + t * s.dil_w * xw;
+  const int64_t rows = s.N * s.P;
+  const int64_t nch = reduction_chunks(rows, s.flops() / 2);
+  const int64_t band = std::max<int64_t>(1, 128 / s.Q);
+  at::Tensor part = at::empty({nch, s.K * items}, gy.options());
+  const T* x = xb.const_data_ptr<T>();
+  const T* g = gyb.const_data_ptr<T>();
+  T* partial = part.mutable_data_ptr<T>();
+  at::parallel_for(0, nch * G, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(items * Kpad);
+    WideWgrad<T> a;
+    a.cols = s.Q;
+    a.x_row = s.stride_h * xh;
+    a.x_col = s.stride_w * xw;
+    a.gy_row = s.Q * Ko;
+    a.gy_col = Ko;
+    a.acc_item = Kpad;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t ch = task / G, gi = task % G;
+      std::fill(scratch.begin(), scratch.end(), T(0));
+      int64_t row = rows * ch / nch;
+      const int64_t row_end = rows * (ch + 1) / nch;
+      while (row < row_end) {
+        const int64_t n = row / s.P, p = row % s.P;
+        a.rows = std::min({band, row_end - row, s.P - p});
+        a.x = x + n * xn + gi * Cg * xc + p * s.stride_h * xh;
+        for (int64_t j = 0; j < items; j += MR) {
+          a.item_off = item_off.data() + j;
+          a.m = std::min(MR, items - j);
+          for (int64_t kb = 0; kb < KB; ++kb) {
+            a.gy = g + (n * s.P + p) * s.Q * Ko + gi * Kpad + kb * NR;
+            a.acc = scratch.data() + j * Kpad + kb * NR;
+            kt.wide_wgrad(a);
+          }
+        }
+        row += a.rows;
+      }
+      T* dst = partial + ch * s.K * items + gi * Kg * items;
+      for (int64_t k = 0; k < Kg; ++k)
+        for (int64_t i = 0; i < items; ++i) dst[k * items + i] = scratch[i * Kpad + k];
     }
   });
   T* out = gw.mutable_data_ptr<T>();
@@ -584,7 +677,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_weight = at::zeros(weight.sizes(), weight.options());
       } else {
         grad_weight = at::empty(weight.sizes(), weight.options());
-        backward_weight<scalar_t>(grad_output, input, s, grad_weight);
+        if (use_wide<scalar_t>(s.K_per_group()))
+          backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);
+        else
+          backward_weight<scalar_t>(grad_output, input, s, grad_weight);
       }
       grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
     }

@@ -26,24 +26,26 @@ struct WideTile {
   const T* init;  // NR values, or null for zeros
 };
 
-// One output row of a planar (NCHW) convolution, vectorized along the width:
-// out[k*out_k + q] = bias[k] + sum over c, r, s of
-//   w[k*w_k + (c*R + r)*S + s] * in[c*in_chan + r*dh*in_row + phase(s)*in_phase + off(s) + q]
-// with phase(s) = s*dw % sw and off(s) = s*dw / sw: the input plane is stored
-// split into stride phases so every tap reads a contiguous run. Reads may run
-// past Q by up to kPlaneBlock lanes (the buffers carry that margin).
+// Output rows of a planar (NCHW) convolution, vectorized along the width:
+// out[k*out_k + row*out_row + q] = bias[k] + sum over i < n of
+//   w[i*kPlaneKB + k] * in[row*in_row_step + in_off[i] + q]
+// for k < kb, row < rows. i runs over the reduction (channel, tap) pairs;
+// in_off[i] addresses the pair's input row inside planes stored split into
+// stride phases, so every tap reads a contiguous run. Reads may run past Q by
+// up to kPlaneMaxVectors vectors (the buffers carry that margin).
 template <typename T>
 struct PlaneRow {
   const T* in;
-  int64_t in_chan, in_row, in_phase;
-  int64_t C, R, S, dh, dw, sw;
-  const T* w;
-  int64_t w_k;
-  int64_t kb;  // 1..6 output channels
+  const int64_t* in_off;
+  int64_t n, in_row_step;
+  const T* w;  // packed [n][kPlaneKB], zero past kb
+  int64_t kb;  // 1..kPlaneKB output channels
   T* out;
-  int64_t out_k, Q;
+  int64_t out_k, out_row, Q, rows;
   const T* bias;  // kb values or null
 };
+
+constexpr int kPlaneKB = 6;
 
 // Vector partial sums of grad_weight: for k < kb and i < nitem,
 //   acc[(k*acc_k + i)*L .. +L] += sum over rows and vectors v of
@@ -63,12 +65,28 @@ struct PlaneWgrad {
   int64_t acc_k;
 };
 
+// grad_weight tile for many output channels: for j < m (<= MR) items and NR lanes,
+//   acc[j*acc_item + lane] += sum over rows and cols of
+//     x[item_off[j] + row*x_row + col*x_col] * gy[row*gy_row + col*gy_col + lane]
+// with the accumulators held in registers across the whole reduction.
+template <typename T>
+struct WideWgrad {
+  const T* x;
+  const int64_t* item_off;
+  int64_t m;
+  const T* gy;
+  int64_t rows, cols, x_row, x_col, gy_row, gy_col;
+  T* acc;
+  int64_t acc_item;
+};
+
 template <typename T>
 struct KernelsT {
   int lanes;  // elements per vector
   int mr;     // pixels per wide tile
   int nr;     // lanes per wide tile (two vectors)
   void (*wide_tile)(const WideTile<T>&);
+  void (*wide_wgrad)(const WideWgrad<T>&);
   void (*plane_row)(const PlaneRow<T>&);
   void (*plane_wgrad)(const PlaneWgrad<T>&);
   // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).

@@ -137,60 +137,102 @@ void wide_tile(const WideTile<T>& a) {
 }
 
 // ---------------------------------------------------------------------------
+// Wide grad_weight tile: M (channel, tap) items x 2 vectors of output channels.
+template <typename T, int M>
+void wide_wgrad_m(const WideWgrad<T>& a) {
+  constexpr int L = Vec<T>::L;
+  V<T> acc0[M], acc1[M];
+  int64_t off[M];
+#pragma GCC unroll 8
+  for (int j = 0; j < M; ++j) {
+    acc0[j] = loadu(a.acc + j * a.acc_item);
+    acc1[j] = loadu(a.acc + j * a.acc_item + L);
+    off[j] = a.item_off[j];
+  }
+  for (int64_t row = 0; row < a.rows; ++row) {
+    const T* x = a.x + row * a.x_row;
+    const T* g = a.gy + row * a.gy_row;
+    for (int64_t col = 0; col < a.cols; ++col) {
+      const V<T> g0 = loadu(g), g1 = loadu(g + L);
+#pragma GCC unroll 8
+      for (int j = 0; j < M; ++j) {
+        const V<T> b = splat(x[off[j]]);
+        acc0[j] += b * g0;
+        acc1[j] += b * g1;
+      }
+      x += a.x_col;
+      g += a.gy_col;
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < M; ++j) {
+    storeu(a.acc + j * a.acc_item, acc0[j]);
+    storeu(a.acc + j * a.acc_item + L, acc1[j]);
+  }
+}
+
+template <typename T>
+void wide_wgrad(const WideWgrad<T>& a) {
+  switch (a.m) {
+    case 6: wide_wgrad_m<T, 6>(a); break;
+    case 5: wide_wgrad_m<T, 5>(a); break;
+    case 4: wide_wgrad_m<T, 4>(a); break;
+    case 3: wide_wgrad_m<T, 3>(a); break;
+    case 2: wide_wgrad_m<T, 2>(a); break;
+    default: wide_wgrad_m<T, 1>(a); break;
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Plane row: KB output channels x QB vectors along the width.
 template <typename T, int KB, int QB>
 void plane_row_kq(const PlaneRow<T>& a) {
   constexpr int L = Vec<T>::L;
-  const int64_t RS = a.R * a.S;
-  // Column offset of each tap inside the phase-split row (phase plane + shift).
-  int64_t col_small[16];
-  int64_t* col = col_small;
-  int64_t col_heap_n = a.S > 16 ? a.S : 0;
-  int64_t* col_heap = col_heap_n ? new int64_t[col_heap_n] : nullptr;
-  if (col_heap) col = col_heap;
-  for (int64_t s = 0; s < a.S; ++s) col[s] = (s * a.dw % a.sw) * a.in_phase + s * a.dw / a.sw;
-
-  for (int64_t q0 = 0; q0 < a.Q; q0 += QB * L) {
-    V<T> acc[KB][QB];
+  for (int64_t row = 0; row < a.rows; ++row) {
+    const T* in_row = a.in + row * a.in_row_step;
+    T* out_row = a.out + row * a.out_row;
+    for (int64_t q0 = 0; q0 < a.Q; q0 += QB * L) {
+      V<T> acc[KB][QB];
 #pragma GCC unroll 8
-    for (int k = 0; k < KB; ++k) {
-      const V<T> b = a.bias ? splat(a.bias[k]) : V<T>{};
+      for (int k = 0; k < KB; ++k) {
+        const V<T> b = a.bias ? splat(a.bias[k]) : V<T>{};
 #pragma GCC unroll 8
-      for (int v = 0; v < QB; ++v) acc[k][v] = b;
-    }
-    for (int64_t c = 0; c < a.C; ++c) {
-      for (int64_t r = 0; r < a.R; ++r) {
-        const T* row = a.in + c * a.in_chan + r * a.dh * a.in_row + q0;
-        const T* wr = a.w + c * RS + r * a.S;
-        for (int64_t s = 0; s < a.S; ++s) {
-          const T* src = row + col[s];
-          V<T> x[QB];
-#pragma GCC unroll 8
-          for (int v = 0; v < QB; ++v) x[v] = loadu(src + v * L);
-#pragma GCC unroll 8
-          for (int k = 0; k < KB; ++k) {
-            const V<T> wk = splat(wr[k * a.w_k + s]);
-#pragma GCC unroll 8
-            for (int v = 0; v < QB; ++v) acc[k][v] += wk * x[v];
-          }
-        }
+        for (int v = 0; v < QB; ++v) acc[k][v] = b;
       }
-    }
+      const T* base = in_row + q0;
+      const T* w = a.w;
+      const int64_t* off = a.in_off;
+      for (int64_t i = 0; i < a.n; ++i) {
+        const T* src = base + off[i];
+        V<T> x[QB];
 #pragma GCC unroll 8
-    for (int k = 0; k < KB; ++k) {
+        for (int v = 0; v < QB; ++v) x[v] = loadu(src + v * L);
 #pragma GCC unroll 8
-      for (int v = 0; v < QB; ++v) {
-        const int64_t q = q0 + v * L;
-        T* dst = a.out + k * a.out_k + q;
-        if (q + L <= a.Q) {
-          storeu(dst, acc[k][v]);
-        } else if (q < a.Q) {
-          store_partial(dst, acc[k][v], a.Q - q);
+        for (int k = 0; k < KB; ++k) {
+          const V<T> wk = splat(w[k]);
+#pragma GCC unroll 8
+          for (int v = 0; v < QB; ++v) acc[k][v] += wk * x[v];
         }
+        w += kPlaneKB;
+      }
+      if (q0 + QB * L <= a.Q) {
+#pragma GCC unroll 8
+        for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 8
+          for (int v = 0; v < QB; ++v) storeu(out_row + k * a.out_k + q0 + v * L, acc[k][v]);
+      } else {
+        // Last block of the row: through a buffer (a branch per vector here
+        // would keep the accumulators out of registers).
+        T tile[KB][QB * L];
+#pragma GCC unroll 8
+        for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 8
+          for (int v = 0; v < QB; ++v) storeu(tile[k] + v * L, acc[k][v]);
+        for (int k = 0; k < KB; ++k)
+          for (int64_t q = q0; q < a.Q; ++q) out_row[k * a.out_k + q] = tile[k][q - q0];
       }
     }
   }
-  delete[] col_heap;
 }
 
 template <typename T>
@@ -292,6 +334,7 @@ KernelsT<T> make_kernels() {
   k.mr = kMR;
   k.nr = 2 * Vec<T>::L;
   k.wide_tile = &wide_tile<T>;
+  k.wide_wgrad = &wide_wgrad<T>;
   k.plane_row = &plane_row<T>;
   k.plane_wgrad = &plane_wgrad<T>;
   k.sum = &sum<T>;
