@@ -97,13 +97,28 @@ at::Tensor padded_nhwc(const at::Tensor& x, int64_t ph, int64_t pw) {
 struct PlaneLayout {
   int64_t phases = 1, rows = 0, width = 0;
   int64_t row0 = 0, row_step = 1, col0 = 0, col_step = 1;
+  int64_t data_rows = 0;  // source rows (set by pack_planes)
   int64_t plane() const { return phases * rows * width; }
+  // Rows [data_lo, data_hi) may hold nonzero values; the rest are zero.
+  int64_t data_lo() const { return row0; }
+  int64_t data_hi() const { return row0 + (data_rows - 1) * row_step + 1; }
 };
 
+// Columns a plane call may read past the start of its row: whole blocks of
+// plane_qb(kb) vectors, for each block size the output channels need.
+int64_t plane_span(int64_t Q, int64_t lanes, int64_t Kgrp) {
+  int64_t span = round_up(Q, lanes);
+  const int64_t first = std::min<int64_t>(kPlaneKB, Kgrp), last = Kgrp % kPlaneKB;
+  span = std::max(span, round_up(Q, plane_qb(first) * lanes));
+  if (last) span = std::max(span, round_up(Q, plane_qb(last) * lanes));
+  return span;
+}
+
 template <typename T>
-at::Tensor pack_planes(const at::Tensor& src_any, const PlaneLayout& lay) {
+at::Tensor pack_planes(const at::Tensor& src_any, PlaneLayout& lay) {
   const at::Tensor src = src_any.contiguous();
   const int64_t NC = src.size(0) * src.size(1), H = src.size(2), W = src.size(3);
+  lay.data_rows = H;
   at::Tensor buf = at::empty({NC, lay.plane()}, src.options());
   const T* s = src.const_data_ptr<T>();
   T* d = buf.mutable_data_ptr<T>();
@@ -132,13 +147,12 @@ at::Tensor pack_planes(const at::Tensor& src_any, const PlaneLayout& lay) {
 // The stride-phase-split, zero-padded input for the plane kernels, with room
 // for whole-vector reads past the last output column.
 template <typename T>
-PlaneLayout input_plane_layout(const ConvShape& s) {
+PlaneLayout input_plane_layout(const ConvShape& s, int64_t span) {
   PlaneLayout lay;
   const int64_t Wp = s.W + 2 * s.pad_w;
   lay.phases = s.stride_w;
   lay.rows = s.H + 2 * s.pad_h;
-  // Whole blocks of up to kPlaneMaxVectors vectors start below Q.
-  const int64_t reach = s.Q + kPlaneMaxVectors * kern<T>().lanes + (s.S - 1) * s.dil_w / s.stride_w;
+  const int64_t reach = span + (s.S - 1) * s.dil_w / s.stride_w;
   lay.width = std::max(ceil_div(Wp, s.stride_w), reach);
   lay.row0 = s.pad_h;
   lay.col0 = s.pad_w;
@@ -155,7 +169,7 @@ at::Tensor padded_input(const at::Tensor& x, int64_t ph, int64_t pw) {
     return padded_nhwc(x, ph, pw).permute({0, 3, 1, 2});
   }
   if (ph == 0 && pw == 0) return x.contiguous();
-  PlaneLayout lay;
+  PlaneLayout lay;  // plain zero padding
   lay.rows = x.size(2) + 2 * ph;
   lay.width = x.size(3) + 2 * pw;
   lay.row0 = ph;
@@ -216,25 +230,35 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
 // Runs plane rows: out (N, Kout, Pout, Qout) planes from `in` planes
 // (N, Cin, layout) with weights w[k][c][R][S] of a grouped convolution
 // (Cin / G reduction channels and Kout / G outputs per group). Output row p
-// reads input rows p * row_step + row_origin + r * dh.
+// reads input rows p * row_step + row_origin + r * dh; taps that would only
+// read zero rows of the layout are skipped.
 template <typename T>
 void run_plane_rows(const T* in, const PlaneLayout& lay, int64_t N, int64_t Cin, int64_t Kout, int64_t G,
                     const at::Tensor& weight, const T* bias, T* out, int64_t Pout, int64_t Qout, int64_t R,
                     int64_t S, int64_t row_step, int64_t dh, int64_t dw, int64_t row_origin) {
   const KernelsT<T>& kt = kern<T>();
-  const int64_t Cred = Cin / G, Kgrp = Kout / G, nred = Cred * R * S;
+  const int64_t Cred = Cin / G, Kgrp = Kout / G, CS = Cred * S, nred = R * CS;
   const int64_t kblocks = ceil_div(Kgrp, kPlaneKB);
-  // Weights packed [g][kblock][c, r, s][kPlaneKB], zero past the group's channels.
+  // Reduction in (r, c, s) order, so the taps of a range of kernel rows are a
+  // contiguous slice. Weights packed [g][kblock][r, c, s][kPlaneKB], zero past
+  // the group's channels.
   at::Tensor wp = at::zeros({G, kblocks * kPlaneKB, nred}, weight.options());
-  wp.narrow(1, 0, Kgrp).copy_(weight.reshape({G, Kgrp, nred}));
+  wp.narrow(1, 0, Kgrp).copy_(weight.reshape({G, Kgrp, Cred, R, S}).permute({0, 1, 3, 2, 4}).reshape({G, Kgrp, nred}));
   wp = wp.view({G, kblocks, kPlaneKB, nred}).permute({0, 1, 3, 2}).contiguous();
   const T* w = wp.const_data_ptr<T>();
   std::vector<int64_t> off(nred);
-  for (int64_t c = 0; c < Cred; ++c)
-    for (int64_t r = 0; r < R; ++r)
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < Cred; ++c)
       for (int64_t t = 0; t < S; ++t)
-        off[(c * R + r) * S + t] = c * lay.plane() + r * dh * lay.width +
-                                   (t * dw % lay.phases) * lay.rows * lay.width + t * dw / lay.phases;
+        off[(r * Cred + c) * S + t] = c * lay.plane() + r * dh * lay.width +
+                                      (t * dw % lay.phases) * lay.rows * lay.width + t * dw / lay.phases;
+  // Kernel rows whose input row holds data, per output row: [r_lo, r_hi).
+  std::vector<int64_t> r_lo(Pout), r_hi(Pout);
+  for (int64_t p = 0; p < Pout; ++p) {
+    const int64_t base = p * row_step + row_origin;
+    r_lo[p] = std::min(R, std::max<int64_t>(0, ceil_div(std::max<int64_t>(0, lay.data_lo() - base), dh)));
+    r_hi[p] = std::max(r_lo[p], std::min(R, floor_div(lay.data_hi() - 1 - base, dh) + 1));
+  }
   // Rows per task: enough work to amortize the call, at least ~512 outputs.
   const int64_t band = std::min<int64_t>(Pout, std::max<int64_t>(1, 512 / Qout));
   const int64_t bands = ceil_div(Pout, band);
@@ -242,8 +266,6 @@ void run_plane_rows(const T* in, const PlaneLayout& lay, int64_t N, int64_t Cin,
   const int64_t unit_work = std::min<int64_t>(kPlaneKB, Kgrp) * band * Qout * nred;
   at::parallel_for(0, units, grain_for(unit_work), [&](int64_t begin, int64_t end) {
     PlaneRow<T> a;
-    a.in_off = off.data();
-    a.n = nred;
     a.in_row_step = row_step * lay.width;
     a.out_k = Pout * Qout;
     a.out_row = Qout;
@@ -254,14 +276,23 @@ void run_plane_rows(const T* in, const PlaneLayout& lay, int64_t N, int64_t Cin,
       const int64_t kbi = rest % kblocks;
       rest /= kblocks;
       const int64_t g = rest % G, n = rest / G;
-      const int64_t k0 = g * Kgrp + kbi * kPlaneKB, p = bi * band;
+      const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
       a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
-      a.rows = std::min(band, Pout - p);
-      a.in = in + (n * Cin + g * Cred) * lay.plane() + (p * row_step + row_origin) * lay.width;
-      a.w = w + (g * kblocks + kbi) * nred * kPlaneKB;
-      a.out = out + ((n * Kout + k0) * Pout + p) * Qout;
       a.bias = bias ? bias + k0 : nullptr;
-      kt.plane_row(a);
+      const T* wblock = w + (g * kblocks + kbi) * nred * kPlaneKB;
+      const int64_t p_end = std::min(Pout, (bi + 1) * band);
+      // Runs of rows with the same tap range share one call.
+      for (int64_t p = bi * band, p1; p < p_end; p = p1) {
+        p1 = p + 1;
+        while (p1 < p_end && r_lo[p1] == r_lo[p] && r_hi[p1] == r_hi[p]) ++p1;
+        a.rows = p1 - p;
+        a.in_off = off.data() + r_lo[p] * CS;
+        a.n = (r_hi[p] - r_lo[p]) * CS;
+        a.w = wblock + r_lo[p] * CS * kPlaneKB;
+        a.in = in + (n * Cin + g * Cred) * lay.plane() + (p * row_step + row_origin) * lay.width;
+        a.out = out + ((n * Kout + k0) * Pout + p) * Qout;
+        kt.plane_row(a);
+      }
     }
   });
 }
@@ -269,7 +300,7 @@ void run_plane_rows(const T* in, const PlaneLayout& lay, int64_t N, int64_t Cin,
 template <typename T>
 void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                    at::Tensor& y) {
-  const PlaneLayout lay = input_plane_layout<T>(s);
+  PlaneLayout lay = input_plane_layout<T>(s, plane_span(s.Q, kern<T>().lanes, s.K_per_group()));
   const at::Tensor xb = pack_planes<T>(input, lay);
   if (!y.is_contiguous()) y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
   run_plane_rows<T>(xb.const_data_ptr<T>(), lay, s.N, s.C, s.K, s.groups, weight,
@@ -414,7 +445,7 @@ void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const 
   const int64_t col_origin = s.pad_w - (s.S - 1) * s.dil_w + bw;  // >= 0
   PlaneLayout lay;
   lay.rows = std::max(s.H + s.pad_h + bh, bh + (s.P - 1) * s.stride_h + 1);
-  lay.width = std::max(col_origin + s.W + kPlaneMaxVectors * kern<T>().lanes + (s.S - 1) * s.dil_w,
+  lay.width = std::max(col_origin + plane_span(s.W, kern<T>().lanes, Cg) + (s.S - 1) * s.dil_w,
                        bw + (s.Q - 1) * s.stride_w + 1);
   lay.row0 = bh;
   lay.row_step = s.stride_h;
@@ -446,7 +477,7 @@ void backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvSh
   const KernelsT<T>& kt = kern<T>();
   const int64_t L = kt.lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
   const int64_t items = Cg * RS;
-  const PlaneLayout lay = input_plane_layout<T>(s);
+  PlaneLayout lay = input_plane_layout<T>(s, round_up(s.Q, L));
   const at::Tensor xb = pack_planes<T>(input, lay);
   // grad_output rows zero-padded to whole vectors.
   PlaneLayout glay;

@@ -31,8 +31,8 @@ struct WideTile {
 //   w[i*kPlaneKB + k] * in[row*in_row_step + in_off[i] + q]
 // for k < kb, row < rows. i runs over the reduction (channel, tap) pairs;
 // in_off[i] addresses the pair's input row inside planes stored split into
-// stride phases, so every tap reads a contiguous run. Reads may run past Q by
-// up to kPlaneMaxVectors vectors (the buffers carry that margin).
+// stride phases, so every tap reads a contiguous run. Reads run in whole
+// blocks of plane_qb(kb) vectors, past Q (the buffers carry that margin).
 template <typename T>
 struct PlaneRow {
   const T* in;
@@ -46,6 +46,10 @@ struct PlaneRow {
 };
 
 constexpr int kPlaneKB = 6;
+
+// Vectors per block along the width for a plane call with kb output channels
+// (kb * qb accumulators fit the 16 vector registers).
+constexpr int plane_qb(int64_t kb) { return kb >= 5 ? 2 : kb >= 3 ? 3 : 4; }
 
 // Vector partial sums of grad_weight: for k < kb and i < nitem,
 //   acc[(k*acc_k + i)*L .. +L] += sum over rows and vectors v of
@@ -104,8 +108,6 @@ const KernelTable& kernels_avx2();
 // AVX2+FMA when the CPU has it and CONVKIT_CPU_ISA is not "generic".
 const KernelTable& kernels();
 
-// The plane kernels compute whole blocks of this many vectors along the width.
-constexpr int kPlaneMaxVectors = 4;
 
 }  // namespace cpu
 }  // namespace convkit

@@ -238,12 +238,12 @@ void plane_row_kq(const PlaneRow<T>& a) {
 template <typename T>
 void plane_row(const PlaneRow<T>& a) {
   switch (a.kb) {
-    case 6: plane_row_kq<T, 6, 2>(a); break;
-    case 5: plane_row_kq<T, 5, 2>(a); break;
-    case 4: plane_row_kq<T, 4, 3>(a); break;
-    case 3: plane_row_kq<T, 3, 3>(a); break;
-    case 2: plane_row_kq<T, 2, 4>(a); break;
-    default: plane_row_kq<T, 1, 4>(a); break;
+    case 6: plane_row_kq<T, 6, plane_qb(6)>(a); break;
+    case 5: plane_row_kq<T, 5, plane_qb(5)>(a); break;
+    case 4: plane_row_kq<T, 4, plane_qb(4)>(a); break;
+    case 3: plane_row_kq<T, 3, plane_qb(3)>(a); break;
+    case 2: plane_row_kq<T, 2, plane_qb(2)>(a); break;
+    default: plane_row_kq<T, 1, plane_qb(1)>(a); break;
   }
 }
 
