@@ -114,6 +114,24 @@ int64_t plane_span(int64_t Q, int64_t lanes, int64_t Kgrp) {
   return span;
 }
 
+// One source plane (H x W, contiguous) into its layout slot `plane`.
+template <typename T>
+void pack_plane(const T* in, int64_t H, int64_t W, const PlaneLayout& lay, T* plane) {
+  std::memset(plane, 0, sizeof(T) * lay.plane());
+  for (int64_t h = 0; h < H; ++h) {
+    const T* src_row = in + h * W;
+    const int64_t row = h * lay.row_step + lay.row0;
+    if (lay.phases == 1 && lay.col_step == 1) {
+      std::memcpy(plane + row * lay.width + lay.col0, src_row, sizeof(T) * W);
+      continue;
+    }
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t c = w * lay.col_step + lay.col0;
+      plane[((c % lay.phases) * lay.rows + row) * lay.width + c / lay.phases] = src_row[w];
+    }
+  }
+}
+
 template <typename T>
 at::Tensor pack_planes(const at::Tensor& src_any, PlaneLayout& lay) {
   const at::Tensor src = src_any.contiguous();
@@ -123,23 +141,7 @@ at::Tensor pack_planes(const at::Tensor& src_any, PlaneLayout& lay) {
   const T* s = src.const_data_ptr<T>();
   T* d = buf.mutable_data_ptr<T>();
   at::parallel_for(0, NC, grain_for(lay.plane()), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      T* plane = d + i * lay.plane();
-      const T* in = s + i * H * W;
-      std::memset(plane, 0, sizeof(T) * lay.plane());
-      for (int64_t h = 0; h < H; ++h) {
-        const T* src_row = in + h * W;
-        const int64_t row = h * lay.row_step + lay.row0;
-        if (lay.phases == 1 && lay.col_step == 1) {
-          std::memcpy(plane + row * lay.width + lay.col0, src_row, sizeof(T) * W);
-          continue;
-        }
-        for (int64_t w = 0; w < W; ++w) {
-          const int64_t c = w * lay.col_step + lay.col0;
-          plane[((c % lay.phases) * lay.rows + row) * lay.width + c / lay.phases] = src_row[w];
-        }
-      }
-    }
+    for (int64_t i = begin; i < end; ++i) pack_plane(s + i * H * W, H, W, lay, d + i * lay.plane());
   });
   return buf;
 }
@@ -202,18 +204,28 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
   const T* w = wp.const_data_ptr<T>();
   const T* b = bp.defined() ? bp.const_data_ptr<T>() : nullptr;
   T* out = y.mutable_data_ptr<T>();
-  at::parallel_for(0, s.N * s.P, grain_for(s.Q * G * Kpad * Cg * RS), [&](int64_t begin, int64_t end) {
+  // Tasks are bands of output rows of one image; tiles run across the rows of
+  // a band, so narrow outputs waste no tile slots at row ends.
+  const int64_t band = std::min(s.P, std::max<int64_t>(1, 96 / s.Q));
+  const int64_t bands = ceil_div(s.P, band);
+  std::vector<int64_t> pix_in(band * s.Q), pix_out(band * s.Q);
+  for (int64_t i = 0; i < band; ++i)
+    for (int64_t q = 0; q < s.Q; ++q) {
+      pix_in[i * s.Q + q] = i * s.stride_h * xh + q * s.stride_w * xw;
+      pix_out[i * s.Q + q] = i * yp + q * yq;
+    }
+  at::parallel_for(0, s.N * bands, grain_for(band * s.Q * G * Kpad * Cg * RS), [&](int64_t begin, int64_t end) {
     WideTile<T> a;
-    a.in_pix = s.stride_w * xw;
+    a.pix_in = pix_in.data();
+    a.pix_out = pix_out.data();
     a.in_chan = xc;
     a.tap_off = taps.data();
     a.ntaps = RS;
     a.C = Cg;
-    a.out_pix = yq;
     a.out_lane = yk;
-    a.npix = s.Q;
-    for (int64_t np = begin; np < end; ++np) {
-      const int64_t n = np / s.P, p = np % s.P;
+    for (int64_t nb = begin; nb < end; ++nb) {
+      const int64_t n = nb / bands, p = nb % bands * band;
+      a.npix = std::min(band, s.P - p) * s.Q;
       for (int64_t g = 0; g < G; ++g)
         for (int64_t kb = 0; kb < KB; ++kb) {
           a.in = x + n * xn + p * s.stride_h * xh + g * Cg * xc;
@@ -227,15 +239,21 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
   });
 }
 
-// Runs plane rows: out (N, Kout, Pout, Qout) planes from `in` planes
-// (N, Cin, layout) with weights w[k][c][R][S] of a grouped convolution
+// Runs plane rows: out (N, Kout, Pout, Qout) planes from the planes of `src`
+// (N, Cin, H, W) placed in `lay`, with weights w[k][c][R][S] of a grouped convolution
 // (Cin / G reduction channels and Kout / G outputs per group). Output row p
 // reads input rows p * row_step + row_origin + r * dh; taps that would only
 // read zero rows of the layout are skipped.
 template <typename T>
-void run_plane_rows(const T* in, const PlaneLayout& lay, int64_t N, int64_t Cin, int64_t Kout, int64_t G,
+void run_plane_rows(const at::Tensor& src_any, PlaneLayout& lay, int64_t col_origin, int64_t Kout, int64_t G,
                     const at::Tensor& weight, const T* bias, T* out, int64_t Pout, int64_t Qout, int64_t R,
                     int64_t S, int64_t row_step, int64_t dh, int64_t dw, int64_t row_origin) {
+  // Each task packs its (image, group) planes into a small per-thread buffer
+  // and computes from there: the source is read once, no full-size copy.
+  const at::Tensor src = src_any.contiguous();
+  const int64_t N = src.size(0), Cin = src.size(1), H = src.size(2), W = src.size(3);
+  lay.data_rows = H;
+  const T* source = src.const_data_ptr<T>();
   const KernelsT<T>& kt = kern<T>();
   const int64_t Cred = Cin / G, Kgrp = Kout / G, CS = Cred * S, nred = R * CS;
   const int64_t kblocks = ceil_div(Kgrp, kPlaneKB);
@@ -259,39 +277,37 @@ void run_plane_rows(const T* in, const PlaneLayout& lay, int64_t N, int64_t Cin,
     r_lo[p] = std::min(R, std::max<int64_t>(0, ceil_div(std::max<int64_t>(0, lay.data_lo() - base), dh)));
     r_hi[p] = std::max(r_lo[p], std::min(R, floor_div(lay.data_hi() - 1 - base, dh) + 1));
   }
-  // Rows per task: enough work to amortize the call, at least ~512 outputs.
-  const int64_t band = std::min<int64_t>(Pout, std::max<int64_t>(1, 512 / Qout));
-  const int64_t bands = ceil_div(Pout, band);
-  const int64_t units = N * G * kblocks * bands;
-  const int64_t unit_work = std::min<int64_t>(kPlaneKB, Kgrp) * band * Qout * nred;
+  const int64_t units = N * G;
+  const int64_t unit_work = Kgrp * Pout * Qout * nred;
   at::parallel_for(0, units, grain_for(unit_work), [&](int64_t begin, int64_t end) {
+    std::vector<T> buf(Cred * lay.plane());
     PlaneRow<T> a;
     a.in_row_step = row_step * lay.width;
     a.out_k = Pout * Qout;
     a.out_row = Qout;
     a.Q = Qout;
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t bi = u % bands;
-      int64_t rest = u / bands;
-      const int64_t kbi = rest % kblocks;
-      rest /= kblocks;
-      const int64_t g = rest % G, n = rest / G;
-      const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
-      a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
-      a.bias = bias ? bias + k0 : nullptr;
-      const T* wblock = w + (g * kblocks + kbi) * nred * kPlaneKB;
-      const int64_t p_end = std::min(Pout, (bi + 1) * band);
-      // Runs of rows with the same tap range share one call.
-      for (int64_t p = bi * band, p1; p < p_end; p = p1) {
-        p1 = p + 1;
-        while (p1 < p_end && r_lo[p1] == r_lo[p] && r_hi[p1] == r_hi[p]) ++p1;
-        a.rows = p1 - p;
-        a.in_off = off.data() + r_lo[p] * CS;
-        a.n = (r_hi[p] - r_lo[p]) * CS;
-        a.w = wblock + r_lo[p] * CS * kPlaneKB;
-        a.in = in + (n * Cin + g * Cred) * lay.plane() + (p * row_step + row_origin) * lay.width;
-        a.out = out + ((n * Kout + k0) * Pout + p) * Qout;
-        kt.plane_row(a);
+      const int64_t g = u % G, n = u / G;
+      for (int64_t c = 0; c < Cred; ++c)
+        pack_plane(source + (n * Cin + g * Cred + c) * H * W, H, W, lay, buf.data() + c * lay.plane());
+      const T* in = buf.data() + col_origin + row_origin * lay.width;
+      for (int64_t kbi = 0; kbi < kblocks; ++kbi) {
+        const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
+        a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
+        a.bias = bias ? bias + k0 : nullptr;
+        const T* wblock = w + (g * kblocks + kbi) * nred * kPlaneKB;
+        // Runs of rows with the same tap range share one call.
+        for (int64_t p = 0, p1; p < Pout; p = p1) {
+          p1 = p + 1;
+          while (p1 < Pout && r_lo[p1] == r_lo[p] && r_hi[p1] == r_hi[p]) ++p1;
+          a.rows = p1 - p;
+          a.in_off = off.data() + r_lo[p] * CS;
+          a.n = (r_hi[p] - r_lo[p]) * CS;
+          a.w = wblock + r_lo[p] * CS * kPlaneKB;
+          a.in = in + p * row_step * lay.width;
+          a.out = out + ((n * Kout + k0) * Pout + p) * Qout;
+          kt.plane_row(a);
+        }
       }
     }
   });
@@ -301,9 +317,8 @@ template <typename T>
 void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                    at::Tensor& y) {
   PlaneLayout lay = input_plane_layout<T>(s, plane_span(s.Q, kern<T>().lanes, s.K_per_group()));
-  const at::Tensor xb = pack_planes<T>(input, lay);
   if (!y.is_contiguous()) y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
-  run_plane_rows<T>(xb.const_data_ptr<T>(), lay, s.N, s.C, s.K, s.groups, weight,
+  run_plane_rows<T>(input, lay, 0, s.K, s.groups, weight,
                     bias.defined() ? bias.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), s.P, s.Q, s.R,
                     s.S, s.stride_h, s.dil_h, s.dil_w, 0);
 }
@@ -403,12 +418,17 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
   const int64_t xn = gx.stride(0), xc = gx.stride(1), xh = gx.stride(2), xw = gx.stride(3);
   const T* g_in = gyb.const_data_ptr<T>();
   T* out = gx.mutable_data_ptr<T>();
+  // Pixel offsets along one row of phase b (grad_output steps 1, grad_input steps sw).
+  std::vector<std::vector<int64_t>> pin(sw), pout(sw);
+  for (int64_t b = 0; b < sw; ++b)
+    for (int64_t j = 0; j <= aw.hi[b] - aw.lo[b]; ++j) {
+      pin[b].push_back(j * bq);
+      pout[b].push_back(j * sw * xw);
+    }
   at::parallel_for(0, s.N * s.H, grain_for(s.W * Cpad * s.K * s.R * s.S / (sh * sw)), [&](int64_t begin, int64_t end) {
     WideTile<T> t;
-    t.in_pix = bq;
     t.in_chan = bk;
     t.C = Kg;
-    t.out_pix = sw * xw;
     t.out_lane = xc;
     t.init = nullptr;
     for (int64_t nh = begin; nh < end; ++nh) {
@@ -420,6 +440,8 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
         t.tap_off = tap_off[ph].data();
         t.ntaps = tap_off[ph].size();
         t.npix = aw.hi[b] - aw.lo[b] + 1;
+        t.pix_in = pin[b].data();
+        t.pix_out = pout[b].data();
         const int64_t w0 = b + sw * aw.lo[b] - s.pad_w;
         for (int64_t g = 0; g < G; ++g)
           for (int64_t cb = 0; cb < CB; ++cb) {
@@ -451,11 +473,10 @@ void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const 
   lay.row_step = s.stride_h;
   lay.col0 = bw;
   lay.col_step = s.stride_w;
-  const at::Tensor gyb = pack_planes<T>(gy, lay);
   // wt[g*Cg + c][k][r][s] = w[g*Kg + k][c][R-1-r][S-1-s]
   const at::Tensor wt = weight.reshape({G, Kg, Cg, s.R, s.S}).flip({3, 4}).transpose(1, 2).contiguous();
   gx = at::empty({s.N, s.C, s.H, s.W}, gy.options());
-  run_plane_rows<T>(gyb.const_data_ptr<T>() + col_origin, lay, s.N, s.K, s.C, G, wt, nullptr,
+  run_plane_rows<T>(gy, lay, col_origin, s.C, G, wt, nullptr,
                     gx.mutable_data_ptr<T>(), s.H, s.W, s.R, s.S, 1, s.dil_h, s.dil_w, row_origin);
 }
 
@@ -468,22 +489,24 @@ int64_t reduction_chunks(int64_t rows, int64_t work) {
   return std::max<int64_t>(1, std::min<int64_t>({rows, 16, work / (1 << 18)}));
 }
 
-// grad_weight as lane-wise dot products along output rows (planar data, no
-// transposes): tasks are (reduction chunk, block of output channels); each
-// keeps vector partial sums for its channels in a scratch buffer, sums lanes
-// in order at the end, and the chunks are added in chunk order.
+// grad_weight for few output channels per group, as lane-wise dot products
+// along output rows (planar data, no transposes). The reduction over images
+// is cut into chunks fixed by the shape; a task takes one chunk, packs each
+// image's planes into per-thread buffers, keeps vector partial sums for every
+// weight, then sums lanes in order. Chunks are added in chunk order.
 template <typename T>
-void backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
+void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, const ConvShape& s, at::Tensor& gw) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t L = kt.lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
   const int64_t items = Cg * RS;
+  const at::Tensor input = input_any.contiguous(), gy = gy_any.contiguous();
   PlaneLayout lay = input_plane_layout<T>(s, round_up(s.Q, L));
-  const at::Tensor xb = pack_planes<T>(input, lay);
+  lay.data_rows = s.H;
   // grad_output rows zero-padded to whole vectors.
   PlaneLayout glay;
   glay.rows = s.P;
   glay.width = round_up(s.Q, L);
-  const at::Tensor gyb = pack_planes<T>(gy, glay);
+  glay.data_rows = s.P;
   std::vector<int64_t> item_off(items);
   for (int64_t c = 0; c < Cg; ++c)
     for (int64_t r = 0; r < s.R; ++r)
@@ -495,54 +518,44 @@ void backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvSh
   // Output channels per pass and the items the kernel pairs with them (see plane_wgrad).
   const int64_t kb_max = Kg >= 6 && Kg % 6 == 0 && Kg % 4 != 0 ? 6 : std::min<int64_t>(Kg, 4);
   auto items_for = [](int64_t kb) -> int64_t { return kb == 1 ? 12 : kb == 2 ? 6 : kb == 3 ? 4 : kb == 4 ? 3 : 2; };
-  // A task owns a super-block of output channels and walks the reduction in
-  // bands of rows; within a band the input stays in cache across the
-  // super-block's kernel passes.
-  const int64_t ks = std::min(Kg, round_up(16, kb_max));
-  const int64_t kblocks = ceil_div(Kg, ks);
 
-  // Chunk the reduction only when there are too few channel blocks to share out.
-  const int64_t rows = s.N * s.P;
-  const int64_t nch = G * kblocks >= 8 ? 1 : reduction_chunks(rows, s.flops() / 2);
-  const int64_t band = std::max<int64_t>(1, 512 / glay.width);  // rows per pass: about 512 pixels
+  const int64_t nch = reduction_chunks(s.N, s.flops() / 2);
   at::Tensor part = at::empty({nch, s.K * items}, gy.options());
-  const T* x = xb.const_data_ptr<T>();
-  const T* g = gyb.const_data_ptr<T>();
+  const T* x = input.const_data_ptr<T>();
+  const T* g = gy.const_data_ptr<T>();
   T* partial = part.mutable_data_ptr<T>();
-  at::parallel_for(0, nch * G * kblocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(ks * items * L);
+  at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(s.K * items * L), xbuf(Cg * lay.plane()), gbuf(Kg * glay.plane());
     PlaneWgrad<T> a;
     a.x_row = s.stride_h * lay.width;
     a.gy_row = glay.width;
     a.gy_k = glay.plane();
+    a.rows = s.P;
     a.qv = glay.width / L;
     a.acc_k = items;
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t ch = task / (G * kblocks), gk = task % (G * kblocks), gi = gk / kblocks;
-      const int64_t k0 = gi * Kg + (gk % kblocks) * ks;
-      const int64_t kn = std::min(ks, gi * Kg + Kg - k0);
+    for (int64_t ch = begin; ch < end; ++ch) {
       std::fill(scratch.begin(), scratch.end(), T(0));
-      int64_t row = rows * ch / nch;
-      const int64_t row_end = rows * (ch + 1) / nch;
-      while (row < row_end) {
-        const int64_t n = row / s.P, p = row % s.P;
-        a.rows = std::min({band, row_end - row, s.P - p});
-        a.x = x + (n * s.C + gi * Cg) * lay.plane() + p * s.stride_h * lay.width;
-        for (int64_t k1 = 0; k1 < kn; k1 += kb_max) {
-          a.kb = std::min(kb_max, kn - k1);
-          const int64_t tb = items_for(a.kb);
-          a.gy = g + ((n * s.K + k0 + k1) * s.P + p) * glay.width;
-          for (int64_t i0 = 0; i0 < items; i0 += tb) {
-            a.item_off = item_off.data() + i0;
-            a.nitem = std::min(tb, items - i0);
-            a.acc = scratch.data() + (k1 * items + i0) * L;
-            kt.plane_wgrad(a);
+      for (int64_t n = s.N * ch / nch; n < s.N * (ch + 1) / nch; ++n)
+        for (int64_t gi = 0; gi < G; ++gi) {
+          for (int64_t c = 0; c < Cg; ++c)
+            pack_plane(x + (n * s.C + gi * Cg + c) * s.H * s.W, s.H, s.W, lay, xbuf.data() + c * lay.plane());
+          for (int64_t k = 0; k < Kg; ++k)
+            pack_plane(g + (n * s.K + gi * Kg + k) * s.P * s.Q, s.P, s.Q, glay, gbuf.data() + k * glay.plane());
+          a.x = xbuf.data();
+          for (int64_t k1 = 0; k1 < Kg; k1 += kb_max) {
+            a.kb = std::min(kb_max, Kg - k1);
+            const int64_t tb = items_for(a.kb);
+            a.gy = gbuf.data() + k1 * glay.plane();
+            for (int64_t i0 = 0; i0 < items; i0 += tb) {
+              a.item_off = item_off.data() + i0;
+              a.nitem = std::min(tb, items - i0);
+              a.acc = scratch.data() + ((gi * Kg + k1) * items + i0) * L;
+              kt.plane_wgrad(a);
+            }
           }
         }
-        row += a.rows;
-      }
-      T* dst = partial + ch * s.K * items + k0 * items;
-      for (int64_t i = 0; i < kn * items; ++i) {
+      T* dst = partial + ch * s.K * items;
+      for (int64_t i = 0; i < s.K * items; ++i) {
         const T* lanes = scratch.data() + i * L;
         T total = lanes[0];
         for (int64_t l = 1; l < L; ++l) total += lanes[l];

@@ -8,20 +8,24 @@
 namespace convkit {
 namespace cpu {
 
-// Register-blocked tile of pixels x output channels (implicit GEMM):
-// out[pixel * out_pix + lane * out_lane] = init[lane] + sum over taps t and
-// channels c of in[pixel * in_pix + tap_off[t] + c * in_chan] * w[(t * C + c) * NR + lane],
-// for lane < nr_valid. Any input/output layout (strides). Used for the forward
-// pass and for grad_input (on grad_output with transposed, flipped weights).
+// Register-blocked tiles of pixels x output channels (implicit GEMM): for
+// pixel i < npix and lane < nr_valid,
+//   out[pix_out[i] + lane * out_lane] = init[lane] + sum over taps t and channels c of
+//     in[pix_in[i] + tap_off[t] + c * in_chan] * w[(t * C + c) * NR + lane].
+// Pixels are given by offsets, so tiles run across output rows and any
+// input/output layout works. Used for the forward pass and for grad_input
+// (on grad_output with transposed, flipped weights).
 template <typename T>
 struct WideTile {
   const T* in;
-  int64_t in_pix, in_chan;
+  const int64_t* pix_in;
+  int64_t in_chan;
   const int64_t* tap_off;
   int64_t ntaps, C;
   const T* w;
   T* out;
-  int64_t out_pix, out_lane, nr_valid;
+  const int64_t* pix_out;
+  int64_t out_lane, nr_valid;
   int64_t npix;
   const T* init;  // NR values, or null for zeros
 };

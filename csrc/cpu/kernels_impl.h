@@ -72,26 +72,28 @@ inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 constexpr int kMR = 6;
 
 template <typename T, int M>
-void wide_tile_m(const WideTile<T>& a, const T* in, T* out) {
+void wide_tile_m(const WideTile<T>& a, const int64_t* pix_in, const int64_t* pix_out) {
   constexpr int L = Vec<T>::L;
   V<T> acc0[M], acc1[M];
   const V<T> i0 = a.init ? loadu(a.init) : V<T>{};
   const V<T> i1 = a.init ? loadu(a.init + L) : V<T>{};
+  int64_t po[M];
 #pragma GCC unroll 8
   for (int j = 0; j < M; ++j) {
     acc0[j] = i0;
     acc1[j] = i1;
+    po[j] = pix_in[j];
   }
   const T* w = a.w;
-  const int64_t C = a.C, ps = a.in_pix, cs = a.in_chan;
+  const int64_t C = a.C, cs = a.in_chan;
   for (int64_t t = 0; t < a.ntaps; ++t) {
-    const T* src = in + a.tap_off[t];
+    const T* src = a.in + a.tap_off[t];
     for (int64_t c = 0; c < C; ++c) {
       const V<T> w0 = loadu(w), w1 = loadu(w + L);
       w += 2 * L;
 #pragma GCC unroll 8
       for (int j = 0; j < M; ++j) {
-        const V<T> b = splat(src[j * ps]);
+        const V<T> b = splat(src[po[j]]);
         acc0[j] += b * w0;
         acc1[j] += b * w1;
       }
@@ -101,8 +103,8 @@ void wide_tile_m(const WideTile<T>& a, const T* in, T* out) {
   if (a.out_lane == 1 && a.nr_valid == 2 * L) {
 #pragma GCC unroll 8
     for (int j = 0; j < M; ++j) {
-      storeu(out + j * a.out_pix, acc0[j]);
-      storeu(out + j * a.out_pix + L, acc1[j]);
+      storeu(a.out + pix_out[j], acc0[j]);
+      storeu(a.out + pix_out[j] + L, acc1[j]);
     }
     return;
   }
@@ -113,25 +115,24 @@ void wide_tile_m(const WideTile<T>& a, const T* in, T* out) {
     storeu(tile[j], acc0[j]);
     storeu(tile[j] + L, acc1[j]);
   }
-  for (int64_t l = 0; l < a.nr_valid; ++l) {
-    T* dst = out + l * a.out_lane;
-#pragma GCC unroll 8
-    for (int j = 0; j < M; ++j) dst[j * a.out_pix] = tile[j][l];
+  for (int j = 0; j < M; ++j) {
+    T* dst = a.out + pix_out[j];
+    for (int64_t l = 0; l < a.nr_valid; ++l) dst[l * a.out_lane] = tile[j][l];
   }
 }
 
 template <typename T>
 void wide_tile(const WideTile<T>& a) {
   for (int64_t q = 0; q < a.npix; q += kMR) {
-    const T* in = a.in + q * a.in_pix;
-    T* out = a.out + q * a.out_pix;
+    const int64_t* pi = a.pix_in + q;
+    const int64_t* po = a.pix_out + q;
     switch (min64(kMR, a.npix - q)) {
-      case 6: wide_tile_m<T, 6>(a, in, out); break;
-      case 5: wide_tile_m<T, 5>(a, in, out); break;
-      case 4: wide_tile_m<T, 4>(a, in, out); break;
-      case 3: wide_tile_m<T, 3>(a, in, out); break;
-      case 2: wide_tile_m<T, 2>(a, in, out); break;
-      default: wide_tile_m<T, 1>(a, in, out); break;
+      case 6: wide_tile_m<T, 6>(a, pi, po); break;
+      case 5: wide_tile_m<T, 5>(a, pi, po); break;
+      case 4: wide_tile_m<T, 4>(a, pi, po); break;
+      case 3: wide_tile_m<T, 3>(a, pi, po); break;
+      case 2: wide_tile_m<T, 2>(a, pi, po); break;
+      default: wide_tile_m<T, 1>(a, pi, po); break;
     }
   }
 }
@@ -228,8 +229,7 @@ void plane_row_kq(const PlaneRow<T>& a) {
         for (int k = 0; k < KB; ++k)
 #pragma GCC unroll 8
           for (int v = 0; v < QB; ++v) storeu(tile[k] + v * L, acc[k][v]);
-        for (int k = 0; k < KB; ++k)
-          for (int64_t q = q0; q < a.Q; ++q) out_row[k * a.out_k + q] = tile[k][q - q0];
+        for (int k = 0; k < KB; ++k) std::memcpy(out_row + k * a.out_k + q0, tile[k], sizeof(T) * (a.Q - q0));
       }
     }
   }
