@@ -77,6 +77,8 @@ def _t(fwd, fb):
 
 CASES = [
     Case("lenet-c1", 256, 1, 6, 28, 28, 5, padding=2, input_grad=False, quick=True, targets=_t(1.0, 0.25)),
+    # The same layer with an input that needs a gradient (as in a middle layer).
+    Case("lenet-c1-xgrad", 256, 1, 6, 28, 28, 5, padding=2),
     Case("lenet-c2", 256, 6, 16, 14, 14, 5, quick=True, targets=_t(1.0, 0.5)),
     Case("resnet-3x3", 8, 64, 64, 56, 56, 3, padding=1, quick=True, min_gflops=140),
     Case("vgg-3x3", 8, 128, 128, 28, 28, 3, padding=1, min_gflops=140),

@@ -164,6 +164,36 @@ PlaneLayout input_plane_layout(const ConvShape& s, int64_t span) {
 // ---------------------------------------------------------------------------
 // Forward
 
+// grad_output (N, G*Kg, P, Q) as (N, P, Q, G, Kpad): channels-last with each
+// group's channels zero-padded to Kpad lanes.
+template <typename T>
+at::Tensor channels_last_padded(const at::Tensor& gy_any, int64_t G, int64_t Kpad) {
+  const int64_t N = gy_any.size(0), K = gy_any.size(1), P = gy_any.size(2), Q = gy_any.size(3), Kg = K / G;
+  if (Kpad == Kg && gy_any.suggest_memory_format() == at::MemoryFormat::ChannelsLast)
+    return gy_any.permute({0, 2, 3, 1}).contiguous();
+  const at::Tensor gy = gy_any.contiguous();
+  at::Tensor out = at::empty({N, P, Q, G * Kpad}, gy.options());
+  const T* src = gy.const_data_ptr<T>();
+  T* dst = out.mutable_data_ptr<T>();
+  const int64_t Ko = G * Kpad;
+  at::parallel_for(0, N * P, grain_for(Q * Ko), [&](int64_t begin, int64_t end) {
+    for (int64_t np = begin; np < end; ++np) {
+      const int64_t n = np / P, p = np % P;
+      T* row = dst + np * Q * Ko;
+      for (int64_t g = 0; g < G; ++g) {
+        for (int64_t k = 0; k < Kg; ++k) {
+          const T* in = src + ((n * K + g * Kg + k) * P + p) * Q;
+          T* o = row + g * Kpad + k;
+          for (int64_t q = 0; q < Q; ++q) o[q * Ko] = in[q];
+        }
+        for (int64_t k = Kg; k < Kpad; ++k)
+          for (int64_t q = 0; q < Q; ++q) row[q * Ko + g * Kpad + k] = T(0);
+      }
+    }
+  });
+  return out;
+}
+
 // Zero-padded copy of `x` in its own layout (channels-last stays channels-last).
 template <typename T>
 at::Tensor padded_input(const at::Tensor& x, int64_t ph, int64_t pw) {
@@ -187,22 +217,28 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
   const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR;
   const at::Tensor xb = padded_input<T>(input, s.pad_h, s.pad_w);
   const int64_t xn = xb.stride(0), xc = xb.stride(1), xh = xb.stride(2), xw = xb.stride(3);
-  // Weights packed [g][kb][tap][c][NR lanes], zero lanes past Kg.
-  at::Tensor wp = at::zeros({G, Kpad, Cg, RS}, weight.options());
-  wp.narrow(1, 0, Kg).copy_(weight.reshape({G, Kg, Cg, RS}));
-  wp = wp.view({G, KB, NR, Cg, RS}).permute({0, 1, 4, 3, 2}).contiguous();
-  at::Tensor bp;
+  // Weights packed [g][kb][tap][c][NR lanes], zero lanes past Kg; bias padded alike.
+  const at::Tensor wc = weight.contiguous();
+  const T* wsrc = wc.const_data_ptr<T>();
+  std::vector<T> wpack(G * Kpad * Cg * RS, T(0)), bpack;
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t t = 0; t < RS; ++t)
+          wpack[(((g * KB + k / NR) * RS + t) * Cg + c) * NR + k % NR] = wsrc[((g * Kg + k) * Cg + c) * RS + t];
   if (bias.defined()) {
-    bp = at::zeros({G, Kpad}, bias.options());
-    bp.narrow(1, 0, Kg).copy_(bias.view({G, Kg}));
+    bpack.assign(G * Kpad, T(0));
+    const T* bsrc = bias.const_data_ptr<T>();
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t k = 0; k < Kg; ++k) bpack[g * Kpad + k] = bsrc[g * Kg + k];
   }
   std::vector<int64_t> taps(RS);
   for (int64_t r = 0; r < s.R; ++r)
     for (int64_t t = 0; t < s.S; ++t) taps[r * s.S + t] = r * s.dil_h * xh + t * s.dil_w * xw;
   const int64_t yn = y.stride(0), yk = y.stride(1), yp = y.stride(2), yq = y.stride(3);
   const T* x = xb.const_data_ptr<T>();
-  const T* w = wp.const_data_ptr<T>();
-  const T* b = bp.defined() ? bp.const_data_ptr<T>() : nullptr;
+  const T* w = wpack.data();
+  const T* b = bias.defined() ? bpack.data() : nullptr;
   T* out = y.mutable_data_ptr<T>();
   // Tasks are bands of output rows of one image; tiles run across the rows of
   // a band, so narrow outputs waste no tile slots at row ends.
@@ -260,10 +296,18 @@ void run_plane_rows(const at::Tensor& src_any, PlaneLayout& lay, int64_t col_ori
   // Reduction in (r, c, s) order, so the taps of a range of kernel rows are a
   // contiguous slice. Weights packed [g][kblock][r, c, s][kPlaneKB], zero past
   // the group's channels.
-  at::Tensor wp = at::zeros({G, kblocks * kPlaneKB, nred}, weight.options());
-  wp.narrow(1, 0, Kgrp).copy_(weight.reshape({G, Kgrp, Cred, R, S}).permute({0, 1, 3, 2, 4}).reshape({G, Kgrp, nred}));
-  wp = wp.view({G, kblocks, kPlaneKB, nred}).permute({0, 1, 3, 2}).contiguous();
-  const T* w = wp.const_data_ptr<T>();
+  // (Plain loops rather than tensor ops: tiny convolutions are all overhead.)
+  const at::Tensor wc = weight.contiguous();
+  const T* wsrc = wc.const_data_ptr<T>();
+  std::vector<T> wpack(G * kblocks * nred * kPlaneKB, T(0));
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < Kgrp; ++k)
+      for (int64_t c = 0; c < Cred; ++c)
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t t = 0; t < S; ++t)
+            wpack[((g * kblocks + k / kPlaneKB) * nred + (r * Cred + c) * S + t) * kPlaneKB + k % kPlaneKB] =
+                wsrc[(((g * Kgrp + k) * Cred + c) * R + r) * S + t];
+  const T* w = wpack.data();
   std::vector<int64_t> off(nred);
   for (int64_t r = 0; r < R; ++r)
     for (int64_t c = 0; c < Cred; ++c)
@@ -386,8 +430,18 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
   const int64_t Pb = s.P + ah.border_lo + ah.border_hi, Qb = s.Q + aw.border_lo + aw.border_hi;
 
   // grad_output with a zero border, in its own layout: (N, K, Pb, Qb).
-  at::Tensor gyb = at::zeros({s.N, s.K, Pb, Qb}, gy.options().memory_format(gy.suggest_memory_format()));
-  gyb.narrow(2, ah.border_lo, s.P).narrow(3, aw.border_lo, s.Q).copy_(gy);
+  at::Tensor gyb;
+  if (gy.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
+    gyb = at::zeros({s.N, s.K, Pb, Qb}, gy.options().memory_format(at::MemoryFormat::ChannelsLast));
+    gyb.narrow(2, ah.border_lo, s.P).narrow(3, aw.border_lo, s.Q).copy_(gy);
+  } else {
+    PlaneLayout glay;
+    glay.rows = Pb;
+    glay.width = Qb;
+    glay.row0 = ah.border_lo;
+    glay.col0 = aw.border_lo;
+    gyb = pack_planes<T>(gy, glay).view({s.N, s.K, Pb, Qb});
+  }
   const int64_t bn = gyb.stride(0), bk = gyb.stride(1), bp = gyb.stride(2), bq = gyb.stride(3);
 
   // Per (phase a, phase b): tap offsets and weights packed [g][cb][tap][k][NR lanes of c].
@@ -587,13 +641,7 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
   // The input as it is (plus padding): the kernel broadcasts scalars, so any layout and stride works.
   const at::Tensor xb = padded_input<T>(input, s.pad_h, s.pad_w);
   const int64_t xn = xb.stride(0), xc = xb.stride(1), xh = xb.stride(2), xw = xb.stride(3);
-  at::Tensor gyb;
-  if (Kpad == Kg) {
-    gyb = gy.permute({0, 2, 3, 1}).contiguous();
-  } else {
-    gyb = at::zeros({s.N, s.P, s.Q, G, Kpad}, gy.options());
-    gyb.narrow(4, 0, Kg).copy_(gy.reshape({s.N, G, Kg, s.P, s.Q}).permute({0, 3, 4, 1, 2}));
-  }
+  const at::Tensor gyb = channels_last_padded<T>(gy, G, Kpad);
   std::vector<int64_t> item_off(items);
   for (int64_t c = 0; c < Cg; ++c)
     for (int64_t r = 0; r < s.R; ++r)
