@@ -250,7 +250,11 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
       pix_in[i * s.Q + q] = i * s.stride_h * xh + q * s.stride_w * xw;
       pix_out[i * s.Q + q] = i * yp + q * yq;
     }
-  at::parallel_for(0, s.N * bands, grain_for(band * s.Q * G * Kpad * Cg * RS), [&](int64_t begin, int64_t end) {
+  // Units are (image, band, group, channel block), channel block fastest, so
+  // a thread reuses a band's input across blocks and small batches still
+  // split evenly.
+  const int64_t GK = G * KB;
+  at::parallel_for(0, s.N * bands * GK, grain_for(band * s.Q * NR * Cg * RS), [&](int64_t begin, int64_t end) {
     WideTile<T> a;
     a.pix_in = pix_in.data();
     a.pix_out = pix_out.data();
@@ -259,18 +263,16 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
     a.ntaps = RS;
     a.C = Cg;
     a.out_lane = yk;
-    for (int64_t nb = begin; nb < end; ++nb) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t gk = u % GK, nb = u / GK, g = gk / KB, kb = gk % KB;
       const int64_t n = nb / bands, p = nb % bands * band;
       a.npix = std::min(band, s.P - p) * s.Q;
-      for (int64_t g = 0; g < G; ++g)
-        for (int64_t kb = 0; kb < KB; ++kb) {
-          a.in = x + n * xn + p * s.stride_h * xh + g * Cg * xc;
-          a.w = w + (g * KB + kb) * RS * Cg * NR;
-          a.out = out + n * yn + (g * Kg + kb * NR) * yk + p * yp;
-          a.nr_valid = std::min(NR, Kg - kb * NR);
-          a.init = b ? b + g * Kpad + kb * NR : nullptr;
-          kt.wide_tile(a);
-        }
+      a.in = x + n * xn + p * s.stride_h * xh + g * Cg * xc;
+      a.w = w + (g * KB + kb) * RS * Cg * NR;
+      a.out = out + n * yn + (g * Kg + kb * NR) * yk + p * yp;
+      a.nr_valid = std::min(NR, Kg - kb * NR);
+      a.init = b ? b + g * Kpad + kb * NR : nullptr;
+      kt.wide_tile(a);
     }
   });
 }
