@@ -140,14 +140,18 @@ def test_bitwise_independent_of_thread_count():
 
 def test_generic_isa_agrees():
     """The portable kernels (forced with CONVKIT_CPU_ISA=generic) agree with this process's."""
-    code = ("import torch, convkit, sys\n"
-            "from tests.test_cpu_kernels import _grads\n"
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = ("import sys, torch\n"
+            "sys.path.insert(0, sys.argv[2])\n"
+            "from test_cpu_kernels import _grads\n"
             "assert torch.ops.convkit._cpu_isa() == 'generic'\n"
             "torch.save(_grads(torch.float64), sys.argv[1])\n")
     path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"convkit_generic_{os.getpid()}.pt")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, CONVKIT_CPU_ISA="generic", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    subprocess.run([sys.executable, "-c", code, path], check=True, env=env, cwd=root)
+    # The child imports the same convkit as this process.
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(convkit.__file__)))
+    env = dict(os.environ, CONVKIT_CPU_ISA="generic",
+               PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, "-c", code, path, here], check=True, env=env)
     theirs = torch.load(path)
     os.remove(path)
     for a, b in zip(_grads(torch.float64), theirs):

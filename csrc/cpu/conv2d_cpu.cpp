@@ -649,23 +649,28 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
     for (int64_t r = 0; r < s.R; ++r)
       for (int64_t t = 0; t < s.S; ++t) item_off[(c * s.R + r) * s.S + t] = c * xc + r * s.dil_h * xh + t * s.dil_w * xw;
   const int64_t rows = s.N * s.P;
-  const int64_t nch = reduction_chunks(rows, s.flops() / 2);
+  // Reduction chunks: each at least ~256 pixels, so the per-chunk partial
+  // sums stay small next to the work. Tasks also split the output channels
+  // into super-blocks of up to 4 tiles (small batches still use both cores).
+  const int64_t nch = std::max<int64_t>(1, std::min<int64_t>({16, rows, rows * s.Q / 256}));
+  const int64_t kbs = std::min<int64_t>(KB, 4), supers = ceil_div(KB, kbs);
   const int64_t band = std::max<int64_t>(1, 128 / s.Q);
   at::Tensor part = at::empty({nch, s.K * items}, gy.options());
   const T* x = xb.const_data_ptr<T>();
   const T* g = gyb.const_data_ptr<T>();
   T* partial = part.mutable_data_ptr<T>();
-  at::parallel_for(0, nch * G, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(items * Kpad);
+  at::parallel_for(0, nch * G * supers, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(items * kbs * NR);
     WideWgrad<T> a;
     a.cols = s.Q;
     a.x_row = s.stride_h * xh;
     a.x_col = s.stride_w * xw;
     a.gy_row = s.Q * Ko;
     a.gy_col = Ko;
-    a.acc_item = Kpad;
+    a.acc_item = kbs * NR;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t ch = task / G, gi = task % G;
+      const int64_t ch = task / (G * supers), gi = task / supers % G, kb0 = task % supers * kbs;
+      const int64_t kb1 = std::min(KB, kb0 + kbs);
       std::fill(scratch.begin(), scratch.end(), T(0));
       int64_t row = rows * ch / nch;
       const int64_t row_end = rows * (ch + 1) / nch;
@@ -676,17 +681,17 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
         for (int64_t j = 0; j < items; j += MR) {
           a.item_off = item_off.data() + j;
           a.m = std::min(MR, items - j);
-          for (int64_t kb = 0; kb < KB; ++kb) {
+          for (int64_t kb = kb0; kb < kb1; ++kb) {
             a.gy = g + (n * s.P + p) * s.Q * Ko + gi * Kpad + kb * NR;
-            a.acc = scratch.data() + j * Kpad + kb * NR;
+            a.acc = scratch.data() + j * kbs * NR + (kb - kb0) * NR;
             kt.wide_wgrad(a);
           }
         }
         row += a.rows;
       }
       T* dst = partial + ch * s.K * items + gi * Kg * items;
-      for (int64_t k = 0; k < Kg; ++k)
-        for (int64_t i = 0; i < items; ++i) dst[k * items + i] = scratch[i * Kpad + k];
+      for (int64_t k = kb0 * NR; k < std::min(Kg, kb1 * NR); ++k)
+        for (int64_t i = 0; i < items; ++i) dst[k * items + i] = scratch[i * kbs * NR + k - kb0 * NR];
     }
   });
   T* out = gw.mutable_data_ptr<T>();
