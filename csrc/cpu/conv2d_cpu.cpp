@@ -220,12 +220,19 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
   // Weights packed [g][kb][tap][c][NR lanes], zero lanes past Kg; bias padded alike.
   const at::Tensor wc = weight.contiguous();
   const T* wsrc = wc.const_data_ptr<T>();
+  // The reduction runs in blocks of channels whose packed weights fit in L1
+  // (they are then reused by every tile of a band): [g][kb][cblock][tap][c][NR].
+  const int64_t nblk = ceil_div(Cg, std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * NR * RS)));
+  const int64_t Cb = ceil_div(Cg, nblk);  // even blocks
   std::vector<T> wpack(G * Kpad * Cg * RS, T(0)), bpack;
   for (int64_t g = 0; g < G; ++g)
     for (int64_t k = 0; k < Kg; ++k)
       for (int64_t c = 0; c < Cg; ++c)
-        for (int64_t t = 0; t < RS; ++t)
-          wpack[(((g * KB + k / NR) * RS + t) * Cg + c) * NR + k % NR] = wsrc[((g * Kg + k) * Cg + c) * RS + t];
+        for (int64_t t = 0; t < RS; ++t) {
+          const int64_t c0 = c / Cb * Cb, cn = std::min(Cb, Cg - c0);
+          wpack[(g * KB + k / NR) * RS * Cg * NR + (c0 * RS + t * cn + (c - c0)) * NR + k % NR] =
+              wsrc[((g * Kg + k) * Cg + c) * RS + t];
+        }
   if (bias.defined()) {
     bpack.assign(G * Kpad, T(0));
     const T* bsrc = bias.const_data_ptr<T>();
@@ -263,16 +270,23 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
     a.ntaps = RS;
     a.C = Cg;
     a.out_lane = yk;
+    std::vector<T> acc(nblk > 1 ? band * s.Q * NR : 0);
     for (int64_t u = begin; u < end; ++u) {
       const int64_t gk = u % GK, nb = u / GK, g = gk / KB, kb = gk % KB;
       const int64_t n = nb / bands, p = nb % bands * band;
       a.npix = std::min(band, s.P - p) * s.Q;
-      a.in = x + n * xn + p * s.stride_h * xh + g * Cg * xc;
-      a.w = w + (g * KB + kb) * RS * Cg * NR;
       a.out = out + n * yn + (g * Kg + kb * NR) * yk + p * yp;
       a.nr_valid = std::min(NR, Kg - kb * NR);
       a.init = b ? b + g * Kpad + kb * NR : nullptr;
-      kt.wide_tile(a);
+      for (int64_t blk = 0; blk < nblk; ++blk) {
+        const int64_t c0 = blk * Cb;
+        a.C = std::min(Cb, Cg - c0);
+        a.in = x + n * xn + p * s.stride_h * xh + (g * Cg + c0) * xc;
+        a.w = w + (g * KB + kb) * RS * Cg * NR + c0 * RS * NR;
+        a.acc_in = blk > 0 ? acc.data() : nullptr;
+        a.acc_out = blk + 1 < nblk ? acc.data() : nullptr;
+        kt.wide_tile(a);
+      }
     }
   });
 }
@@ -487,6 +501,8 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
     t.C = Kg;
     t.out_lane = xc;
     t.init = nullptr;
+    t.acc_in = nullptr;
+    t.acc_out = nullptr;
     for (int64_t nh = begin; nh < end; ++nh) {
       const int64_t n = nh / s.H, h = nh % s.H;
       const int64_t a = (h + s.pad_h) % sh, i = (h + s.pad_h) / sh;

@@ -28,6 +28,11 @@ struct WideTile {
   int64_t out_lane, nr_valid;
   int64_t npix;
   const T* init;  // NR values, or null for zeros
+  // Splitting the reduction over several calls: acc_in (if set) holds the
+  // running sums [npix][NR] to start from instead of init; acc_out (if set)
+  // receives them instead of out.
+  const T* acc_in;
+  T* acc_out;
 };
 
 // Output rows of a planar (NCHW) convolution, vectorized along the width:

@@ -72,7 +72,7 @@ inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 constexpr int kMR = 6;
 
 template <typename T, int M>
-void wide_tile_m(const WideTile<T>& a, const int64_t* pix_in, const int64_t* pix_out) {
+void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, const int64_t* pix_out) {
   constexpr int L = Vec<T>::L;
   V<T> acc0[M], acc1[M];
   const V<T> i0 = a.init ? loadu(a.init) : V<T>{};
@@ -80,8 +80,8 @@ void wide_tile_m(const WideTile<T>& a, const int64_t* pix_in, const int64_t* pix
   int64_t po[M];
 #pragma GCC unroll 8
   for (int j = 0; j < M; ++j) {
-    acc0[j] = i0;
-    acc1[j] = i1;
+    acc0[j] = a.acc_in ? loadu(a.acc_in + (first + j) * 2 * L) : i0;
+    acc1[j] = a.acc_in ? loadu(a.acc_in + (first + j) * 2 * L + L) : i1;
     po[j] = pix_in[j];
   }
   const T* w = a.w;
@@ -99,6 +99,14 @@ void wide_tile_m(const WideTile<T>& a, const int64_t* pix_in, const int64_t* pix
       }
       src += cs;
     }
+  }
+  if (a.acc_out) {  // partial sums, continued by a later call
+#pragma GCC unroll 8
+    for (int j = 0; j < M; ++j) {
+      storeu(a.acc_out + (first + j) * 2 * L, acc0[j]);
+      storeu(a.acc_out + (first + j) * 2 * L + L, acc1[j]);
+    }
+    return;
   }
   if (a.out_lane == 1 && a.nr_valid == 2 * L) {
 #pragma GCC unroll 8
@@ -127,12 +135,12 @@ void wide_tile(const WideTile<T>& a) {
     const int64_t* pi = a.pix_in + q;
     const int64_t* po = a.pix_out + q;
     switch (min64(kMR, a.npix - q)) {
-      case 6: wide_tile_m<T, 6>(a, pi, po); break;
-      case 5: wide_tile_m<T, 5>(a, pi, po); break;
-      case 4: wide_tile_m<T, 4>(a, pi, po); break;
-      case 3: wide_tile_m<T, 3>(a, pi, po); break;
-      case 2: wide_tile_m<T, 2>(a, pi, po); break;
-      default: wide_tile_m<T, 1>(a, pi, po); break;
+      case 6: wide_tile_m<T, 6>(a, q, pi, po); break;
+      case 5: wide_tile_m<T, 5>(a, q, pi, po); break;
+      case 4: wide_tile_m<T, 4>(a, q, pi, po); break;
+      case 3: wide_tile_m<T, 3>(a, q, pi, po); break;
+      case 2: wide_tile_m<T, 2>(a, q, pi, po); break;
+      default: wide_tile_m<T, 1>(a, q, pi, po); break;
     }
   }
 }
