@@ -1,7 +1,16 @@
-// CPU kernels for the convkit ops: direct convolution loops over NCHW planes,
-// parallel over independent output planes with at::parallel_for. Every output
-// element is reduced by one thread in a fixed order, so results are bitwise
-// reproducible and independent of the thread count.
+// CPU kernels for the convkit ops: the torch side. Each pass (forward,
+// grad_input, grad_weight) picks one of two kernel families per shape:
+//  - wide: channels-last, register-blocked tiles of pixels x output channels
+//    (implicit GEMM over taps x channels), for layers with many channels;
+//  - plane: NCHW rows vectorized along the width, for few channels per group
+//    (LeNet, depthwise, corr2d).
+// The arithmetic lives in kernels_impl.h, compiled once per ISA; this file
+// lays out buffers, packs weights and splits work with at::parallel_for.
+//
+// Determinism: every output element is reduced by one task in an order fixed
+// by the shape alone; grad_weight sums per-chunk partials (the chunking
+// depends only on the shape) in chunk order. Results are bitwise independent
+// of the thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -10,177 +19,746 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "../checks.h"
+#include "kernels.h"
 
 namespace convkit {
 namespace cpu {
+
+const KernelTable& kernels() {
+  static const KernelTable* table = [] {
+    const char* isa = std::getenv("CONVKIT_CPU_ISA");
+    const bool generic = isa && std::strcmp(isa, "generic") == 0;
+#if defined(__x86_64__) || defined(__i386__)
+    if (!generic && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &kernels_avx2();
+#endif
+    (void)generic;
+    return &kernels_generic();
+  }();
+  return *table;
+}
+
 namespace {
 
+template <typename T>
+const KernelsT<T>& kern();
+template <>
+const KernelsT<float>& kern<float>() { return kernels().f32; }
+template <>
+const KernelsT<double>& kern<double>() { return kernels().f64; }
+
 // Work below this many multiply-adds per task is not worth a thread.
-constexpr int64_t kMinTaskWork = 1 << 15;
+constexpr int64_t kMinTaskWork = 1 << 16;
 
-int64_t grain_for(int64_t work_per_item) { return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_item)); }
-
-// Contiguous NCHW copy of `input` with a zero border of the padding's width.
-at::Tensor padded_contiguous(const at::Tensor& input, const ConvShape& s) {
-  if (s.pad_h == 0 && s.pad_w == 0) return input.contiguous();
-  at::Tensor padded = at::zeros({s.N, s.C, s.H + 2 * s.pad_h, s.W + 2 * s.pad_w}, input.options());
-  padded.narrow(2, s.pad_h, s.H).narrow(3, s.pad_w, s.W).copy_(input);
-  return padded;
+int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_item));
 }
 
-// out[q] += w * in[q * stride] for q < n: the innermost loop of every pass.
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// Floor division for possibly negative numerators (b > 0).
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// A pass runs the wide kernels when its vector dimension (output channels
+// for forward and grad_weight, input channels for grad_input) fills at least
+// half of a wide tile's lanes.
 template <typename T>
-inline void axpy_strided(int64_t n, T w, const T* in, int64_t stride, T* out) {
-  if (stride == 1) {
-    for (int64_t q = 0; q < n; ++q) out[q] += w * in[q];
-  } else {
-    for (int64_t q = 0; q < n; ++q) out[q] += w * in[q * stride];
+bool use_wide(int64_t vector_channels) {
+  return vector_channels * 2 >= kern<T>().nr;
+}
+
+// ---------------------------------------------------------------------------
+// Buffers
+
+// Channels-last copy of `x` (N, C, H, W) with a zero border: (N, H + 2ph, W + 2pw, C).
+at::Tensor padded_nhwc(const at::Tensor& x, int64_t ph, int64_t pw) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor buf = at::empty({N, H + 2 * ph, W + 2 * pw, C}, x.options());
+  if (ph > 0) {
+    buf.narrow(1, 0, ph).zero_();
+    buf.narrow(1, H + ph, ph).zero_();
+  }
+  if (pw > 0) {
+    buf.narrow(2, 0, pw).zero_();
+    buf.narrow(2, W + pw, pw).zero_();
+  }
+  buf.narrow(1, ph, H).narrow(2, pw, W).copy_(x.permute({0, 2, 3, 1}));
+  return buf;
+}
+
+// Planar copy for the plane kernels: each (n, c) plane becomes `phases`
+// column phases of `rows` x `width` values, zero outside the data.
+// Element (h, w) of a source plane goes to row h*row_step + row0, column
+// c = w*col_step + col0, stored at phase c % phases, position c / phases.
+struct PlaneLayout {
+  int64_t phases = 1, rows = 0, width = 0;
+  int64_t row0 = 0, row_step = 1, col0 = 0, col_step = 1;
+  int64_t data_rows = 0;  // source rows (set by pack_planes)
+  int64_t plane() const { return phases * rows * width; }
+  // Rows [data_lo, data_hi) may hold nonzero values; the rest are zero.
+  int64_t data_lo() const { return row0; }
+  int64_t data_hi() const { return row0 + (data_rows - 1) * row_step + 1; }
+};
+
+// Columns a plane call may read past the start of its row: whole blocks of
+// plane_qb(kb) vectors, for each block size the output channels need.
+int64_t plane_span(int64_t Q, int64_t lanes, int64_t Kgrp) {
+  int64_t span = round_up(Q, lanes);
+  const int64_t first = std::min<int64_t>(kPlaneKB, Kgrp), last = Kgrp % kPlaneKB;
+  span = std::max(span, round_up(Q, plane_qb(first) * lanes));
+  if (last) span = std::max(span, round_up(Q, plane_qb(last) * lanes));
+  return span;
+}
+
+// One source plane (H x W, contiguous) into its layout slot `plane`.
+template <typename T>
+void pack_plane(const T* in, int64_t H, int64_t W, const PlaneLayout& lay, T* plane) {
+  std::memset(plane, 0, sizeof(T) * lay.plane());
+  for (int64_t h = 0; h < H; ++h) {
+    const T* src_row = in + h * W;
+    const int64_t row = h * lay.row_step + lay.row0;
+    if (lay.phases == 1 && lay.col_step == 1) {
+      std::memcpy(plane + row * lay.width + lay.col0, src_row, sizeof(T) * W);
+      continue;
+    }
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t c = w * lay.col_step + lay.col0;
+      plane[((c % lay.phases) * lay.rows + row) * lay.width + c / lay.phases] = src_row[w];
+    }
   }
 }
 
-// acc[q] += a[q] * b[q * stride]: elementwise products kept per lane so the
-// loop vectorizes without reassociating a floating-point sum.
 template <typename T>
-inline void multiply_accumulate_strided(int64_t n, const T* a, const T* b, int64_t stride, T* acc) {
-  if (stride == 1) {
-    for (int64_t q = 0; q < n; ++q) acc[q] += a[q] * b[q];
-  } else {
-    for (int64_t q = 0; q < n; ++q) acc[q] += a[q] * b[q * stride];
-  }
-}
-
-template <typename T>
-inline T sum(const T* v, int64_t n) {
-  T total = 0;
-  for (int64_t i = 0; i < n; ++i) total += v[i];
-  return total;
-}
-
-template <typename T>
-void forward_kernel(const ConvShape& s, const T* xp, const T* w, const T* bias, T* y) {
-  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
-  const int64_t Cg = s.C_per_group(), Kg = s.K_per_group();
-  at::parallel_for(0, s.N * s.K, grain_for(s.P * s.Q * s.reduction_size()), [&](int64_t begin, int64_t end) {
-    for (int64_t nk = begin; nk < end; ++nk) {
-      const int64_t n = nk / s.K, k = nk % s.K, g = k / Kg;
-      T* out = y + nk * s.P * s.Q;
-      std::fill(out, out + s.P * s.Q, bias ? bias[k] : T(0));
-      for (int64_t c = 0; c < Cg; ++c) {
-        const T* plane = xp + (n * s.C + g * Cg + c) * Hp * Wp;
-        const T* taps = w + (k * Cg + c) * s.R * s.S;
-        for (int64_t r = 0; r < s.R; ++r)
-          for (int64_t t = 0; t < s.S; ++t)
-            for (int64_t p = 0; p < s.P; ++p)
-              axpy_strided(s.Q, taps[r * s.S + t], plane + (p * s.stride_h + r * s.dil_h) * Wp + t * s.dil_w,
-                           s.stride_w, out + p * s.Q);
-      }
-    }
+at::Tensor pack_planes(const at::Tensor& src_any, PlaneLayout& lay) {
+  const at::Tensor src = src_any.contiguous();
+  const int64_t NC = src.size(0) * src.size(1), H = src.size(2), W = src.size(3);
+  lay.data_rows = H;
+  at::Tensor buf = at::empty({NC, lay.plane()}, src.options());
+  const T* s = src.const_data_ptr<T>();
+  T* d = buf.mutable_data_ptr<T>();
+  at::parallel_for(0, NC, grain_for(lay.plane()), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) pack_plane(s + i * H * W, H, W, lay, d + i * lay.plane());
   });
+  return buf;
 }
 
-// grad_input: each (image, input channel) plane gathers the contributions of
-// every output channel of its group into a padded scratch plane.
+// The stride-phase-split, zero-padded input for the plane kernels, with room
+// for whole-vector reads past the last output column.
 template <typename T>
-void backward_input_kernel(const ConvShape& s, const T* gy, const T* w, T* gx) {
-  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
-  const int64_t Cg = s.C_per_group(), Kg = s.K_per_group();
-  at::parallel_for(0, s.N * s.C, grain_for(s.P * s.Q * Kg * s.R * s.S), [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(Hp * Wp);
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const int64_t n = nc / s.C, c = nc % s.C, g = c / Cg;
-      std::fill(scratch.begin(), scratch.end(), T(0));
-      for (int64_t kk = 0; kk < Kg; ++kk) {
-        const int64_t k = g * Kg + kk;
-        const T* grad_plane = gy + (n * s.K + k) * s.P * s.Q;
-        const T* taps = w + (k * Cg + (c - g * Cg)) * s.R * s.S;
-        for (int64_t r = 0; r < s.R; ++r)
-          for (int64_t t = 0; t < s.S; ++t)
-            for (int64_t p = 0; p < s.P; ++p) {
-              T* row = scratch.data() + (p * s.stride_h + r * s.dil_h) * Wp + t * s.dil_w;
-              const T tap = taps[r * s.S + t];
-              const T* grad_row = grad_plane + p * s.Q;
-              for (int64_t q = 0; q < s.Q; ++q) row[q * s.stride_w] += tap * grad_row[q];
-            }
-      }
-      T* out = gx + nc * s.H * s.W;
-      for (int64_t h = 0; h < s.H; ++h)
-        std::copy_n(scratch.data() + (h + s.pad_h) * Wp + s.pad_w, s.W, out + h * s.W);
-    }
-  });
+PlaneLayout input_plane_layout(const ConvShape& s, int64_t span) {
+  PlaneLayout lay;
+  const int64_t Wp = s.W + 2 * s.pad_w;
+  lay.phases = s.stride_w;
+  lay.rows = s.H + 2 * s.pad_h;
+  const int64_t reach = span + (s.S - 1) * s.dil_w / s.stride_w;
+  lay.width = std::max(ceil_div(Wp, s.stride_w), reach);
+  lay.row0 = s.pad_h;
+  lay.col0 = s.pad_w;
+  return lay;
 }
 
-// grad_weight: one task per (output channel, input channel) pair, reducing
-// over the batch and the output plane.
+// ---------------------------------------------------------------------------
+// Forward
+
+// grad_output (N, G*Kg, P, Q) as (N, P, Q, G, Kpad): channels-last with each
+// group's channels zero-padded to Kpad lanes.
 template <typename T>
-void backward_weight_kernel(const ConvShape& s, const T* gy, const T* xp, T* gw) {
-  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
-  const int64_t Cg = s.C_per_group(), Kg = s.K_per_group();
-  at::parallel_for(0, s.K * Cg, grain_for(s.N * s.P * s.Q * s.R * s.S), [&](int64_t begin, int64_t end) {
-    std::vector<T> acc(s.Q);
-    for (int64_t kc = begin; kc < end; ++kc) {
-      const int64_t k = kc / Cg, c = kc % Cg, g = k / Kg;
-      for (int64_t r = 0; r < s.R; ++r)
-        for (int64_t t = 0; t < s.S; ++t) {
-          std::fill(acc.begin(), acc.end(), T(0));
-          for (int64_t n = 0; n < s.N; ++n) {
-            const T* plane = xp + (n * s.C + g * Cg + c) * Hp * Wp + r * s.dil_h * Wp + t * s.dil_w;
-            const T* grad_plane = gy + (n * s.K + k) * s.P * s.Q;
-            for (int64_t p = 0; p < s.P; ++p)
-              multiply_accumulate_strided(s.Q, grad_plane + p * s.Q, plane + p * s.stride_h * Wp, s.stride_w,
-                                          acc.data());
-          }
-          gw[kc * s.R * s.S + r * s.S + t] = sum(acc.data(), s.Q);
+at::Tensor channels_last_padded(const at::Tensor& gy_any, int64_t G, int64_t Kpad) {
+  const int64_t N = gy_any.size(0), K = gy_any.size(1), P = gy_any.size(2), Q = gy_any.size(3), Kg = K / G;
+  if (Kpad == Kg && gy_any.suggest_memory_format() == at::MemoryFormat::ChannelsLast)
+    return gy_any.permute({0, 2, 3, 1}).contiguous();
+  const at::Tensor gy = gy_any.contiguous();
+  at::Tensor out = at::empty({N, P, Q, G * Kpad}, gy.options());
+  const T* src = gy.const_data_ptr<T>();
+  T* dst = out.mutable_data_ptr<T>();
+  const int64_t Ko = G * Kpad;
+  at::parallel_for(0, N * P, grain_for(Q * Ko), [&](int64_t begin, int64_t end) {
+    for (int64_t np = begin; np < end; ++np) {
+      const int64_t n = np / P, p = np % P;
+      T* row = dst + np * Q * Ko;
+      for (int64_t g = 0; g < G; ++g) {
+        for (int64_t k = 0; k < Kg; ++k) {
+          const T* in = src + ((n * K + g * Kg + k) * P + p) * Q;
+          T* o = row + g * Kpad + k;
+          for (int64_t q = 0; q < Q; ++q) o[q * Ko] = in[q];
         }
+        for (int64_t k = Kg; k < Kpad; ++k)
+          for (int64_t q = 0; q < Q; ++q) row[q * Ko + g * Kpad + k] = T(0);
+      }
+    }
+  });
+  return out;
+}
+
+// Zero-padded copy of `x` in its own layout (channels-last stays channels-last).
+template <typename T>
+at::Tensor padded_input(const at::Tensor& x, int64_t ph, int64_t pw) {
+  if (x.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
+    return padded_nhwc(x, ph, pw).permute({0, 3, 1, 2});
+  }
+  if (ph == 0 && pw == 0) return x.contiguous();
+  PlaneLayout lay;  // plain zero padding
+  lay.rows = x.size(2) + 2 * ph;
+  lay.width = x.size(3) + 2 * pw;
+  lay.row0 = ph;
+  lay.col0 = pw;
+  return pack_planes<T>(x, lay).view({x.size(0), x.size(1), lay.rows, lay.width});
+}
+
+template <typename T>
+void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
+                  at::Tensor& y) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t NR = kt.nr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
+  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR;
+  const at::Tensor xb = padded_input<T>(input, s.pad_h, s.pad_w);
+  const int64_t xn = xb.stride(0), xc = xb.stride(1), xh = xb.stride(2), xw = xb.stride(3);
+  // Weights packed [g][kb][tap][c][NR lanes], zero lanes past Kg; bias padded alike.
+  const at::Tensor wc = weight.contiguous();
+  const T* wsrc = wc.const_data_ptr<T>();
+  // The reduction runs in blocks of channels whose packed weights fit in L1
+  // (they are then reused by every tile of a band): [g][kb][cblock][tap][c][NR].
+  const int64_t nblk = ceil_div(Cg, std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * NR * RS)));
+  const int64_t Cb = ceil_div(Cg, nblk);  // even blocks
+  std::vector<T> wpack(G * Kpad * Cg * RS, T(0)), bpack;
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t t = 0; t < RS; ++t) {
+          const int64_t c0 = c / Cb * Cb, cn = std::min(Cb, Cg - c0);
+          wpack[(g * KB + k / NR) * RS * Cg * NR + (c0 * RS + t * cn + (c - c0)) * NR + k % NR] =
+              wsrc[((g * Kg + k) * Cg + c) * RS + t];
+        }
+  if (bias.defined()) {
+    bpack.assign(G * Kpad, T(0));
+    const T* bsrc = bias.const_data_ptr<T>();
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t k = 0; k < Kg; ++k) bpack[g * Kpad + k] = bsrc[g * Kg + k];
+  }
+  std::vector<int64_t> taps(RS);
+  for (int64_t r = 0; r < s.R; ++r)
+    for (int64_t t = 0; t < s.S; ++t) taps[r * s.S + t] = r * s.dil_h * xh + t * s.dil_w * xw;
+  const int64_t yn = y.stride(0), yk = y.stride(1), yp = y.stride(2), yq = y.stride(3);
+  const T* x = xb.const_data_ptr<T>();
+  const T* w = wpack.data();
+  const T* b = bias.defined() ? bpack.data() : nullptr;
+  T* out = y.mutable_data_ptr<T>();
+  // Tasks are bands of output rows of one image; tiles run across the rows of
+  // a band, so narrow outputs waste no tile slots at row ends.
+  const int64_t band = std::min(s.P, std::max<int64_t>(1, 96 / s.Q));
+  const int64_t bands = ceil_div(s.P, band);
+  std::vector<int64_t> pix_in(band * s.Q), pix_out(band * s.Q);
+  for (int64_t i = 0; i < band; ++i)
+    for (int64_t q = 0; q < s.Q; ++q) {
+      pix_in[i * s.Q + q] = i * s.stride_h * xh + q * s.stride_w * xw;
+      pix_out[i * s.Q + q] = i * yp + q * yq;
+    }
+  // Units are (image, band, group, channel block), channel block fastest, so
+  // a thread reuses a band's input across blocks and small batches still
+  // split evenly.
+  const int64_t GK = G * KB;
+  at::parallel_for(0, s.N * bands * GK, grain_for(band * s.Q * NR * Cg * RS), [&](int64_t begin, int64_t end) {
+    WideTile<T> a;
+    a.pix_in = pix_in.data();
+    a.pix_out = pix_out.data();
+    a.in_chan = xc;
+    a.tap_off = taps.data();
+    a.ntaps = RS;
+    a.C = Cg;
+    a.out_lane = yk;
+    std::vector<T> acc(nblk > 1 ? band * s.Q * NR : 0);
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t gk = u % GK, nb = u / GK, g = gk / KB, kb = gk % KB;
+      const int64_t n = nb / bands, p = nb % bands * band;
+      a.npix = std::min(band, s.P - p) * s.Q;
+      a.out = out + n * yn + (g * Kg + kb * NR) * yk + p * yp;
+      a.nr_valid = std::min(NR, Kg - kb * NR);
+      a.init = b ? b + g * Kpad + kb * NR : nullptr;
+      for (int64_t blk = 0; blk < nblk; ++blk) {
+        const int64_t c0 = blk * Cb;
+        a.C = std::min(Cb, Cg - c0);
+        a.in = x + n * xn + p * s.stride_h * xh + (g * Cg + c0) * xc;
+        a.w = w + (g * KB + kb) * RS * Cg * NR + c0 * RS * NR;
+        a.acc_in = blk > 0 ? acc.data() : nullptr;
+        a.acc_out = blk + 1 < nblk ? acc.data() : nullptr;
+        kt.wide_tile(a);
+      }
+    }
+  });
+}
+
+// Runs plane rows: out (N, Kout, Pout, Qout) planes from the planes of `src`
+// (N, Cin, H, W) placed in `lay`, with weights w[k][c][R][S] of a grouped convolution
+// (Cin / G reduction channels and Kout / G outputs per group). Output row p
+// reads input rows p * row_step + row_origin + r * dh; taps that would only
+// read zero rows of the layout are skipped.
+template <typename T>
+void run_plane_rows(const at::Tensor& src_any, PlaneLayout& lay, int64_t col_origin, int64_t Kout, int64_t G,
+                    const at::Tensor& weight, const T* bias, T* out, int64_t Pout, int64_t Qout, int64_t R,
+                    int64_t S, int64_t row_step, int64_t dh, int64_t dw, int64_t row_origin) {
+  // Each task packs its (image, group) planes into a small per-thread buffer
+  // and computes from there: the source is read once, no full-size copy.
+  const at::Tensor src = src_any.contiguous();
+  const int64_t N = src.size(0), Cin = src.size(1), H = src.size(2), W = src.size(3);
+  lay.data_rows = H;
+  const T* source = src.const_data_ptr<T>();
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t Cred = Cin / G, Kgrp = Kout / G, CS = Cred * S, nred = R * CS;
+  const int64_t kblocks = ceil_div(Kgrp, kPlaneKB);
+  // Reduction in (r, c, s) order, so the taps of a range of kernel rows are a
+  // contiguous slice. Weights packed [g][kblock][r, c, s][kPlaneKB], zero past
+  // the group's channels.
+  // (Plain loops rather than tensor ops: tiny convolutions are all overhead.)
+  const at::Tensor wc = weight.contiguous();
+  const T* wsrc = wc.const_data_ptr<T>();
+  std::vector<T> wpack(G * kblocks * nred * kPlaneKB, T(0));
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < Kgrp; ++k)
+      for (int64_t c = 0; c < Cred; ++c)
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t t = 0; t < S; ++t)
+            wpack[((g * kblocks + k / kPlaneKB) * nred + (r * Cred + c) * S + t) * kPlaneKB + k % kPlaneKB] =
+                wsrc[(((g * Kgrp + k) * Cred + c) * R + r) * S + t];
+  const T* w = wpack.data();
+  std::vector<int64_t> off(nred);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < Cred; ++c)
+      for (int64_t t = 0; t < S; ++t)
+        off[(r * Cred + c) * S + t] = c * lay.plane() + r * dh * lay.width +
+                                      (t * dw % lay.phases) * lay.rows * lay.width + t * dw / lay.phases;
+  // Kernel rows whose input row holds data, per output row: [r_lo, r_hi).
+  std::vector<int64_t> r_lo(Pout), r_hi(Pout);
+  for (int64_t p = 0; p < Pout; ++p) {
+    const int64_t base = p * row_step + row_origin;
+    r_lo[p] = std::min(R, std::max<int64_t>(0, ceil_div(std::max<int64_t>(0, lay.data_lo() - base), dh)));
+    r_hi[p] = std::max(r_lo[p], std::min(R, floor_div(lay.data_hi() - 1 - base, dh) + 1));
+  }
+  const int64_t units = N * G;
+  const int64_t unit_work = Kgrp * Pout * Qout * nred;
+  at::parallel_for(0, units, grain_for(unit_work), [&](int64_t begin, int64_t end) {
+    std::vector<T> buf(Cred * lay.plane());
+    PlaneRow<T> a;
+    a.in_row_step = row_step * lay.width;
+    a.out_k = Pout * Qout;
+    a.out_row = Qout;
+    a.Q = Qout;
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t g = u % G, n = u / G;
+      for (int64_t c = 0; c < Cred; ++c)
+        pack_plane(source + (n * Cin + g * Cred + c) * H * W, H, W, lay, buf.data() + c * lay.plane());
+      const T* in = buf.data() + col_origin + row_origin * lay.width;
+      for (int64_t kbi = 0; kbi < kblocks; ++kbi) {
+        const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
+        a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
+        a.bias = bias ? bias + k0 : nullptr;
+        const T* wblock = w + (g * kblocks + kbi) * nred * kPlaneKB;
+        // Runs of rows with the same tap range share one call.
+        for (int64_t p = 0, p1; p < Pout; p = p1) {
+          p1 = p + 1;
+          while (p1 < Pout && r_lo[p1] == r_lo[p] && r_hi[p1] == r_hi[p]) ++p1;
+          a.rows = p1 - p;
+          a.in_off = off.data() + r_lo[p] * CS;
+          a.n = (r_hi[p] - r_lo[p]) * CS;
+          a.w = wblock + r_lo[p] * CS * kPlaneKB;
+          a.in = in + p * row_step * lay.width;
+          a.out = out + ((n * Kout + k0) * Pout + p) * Qout;
+          kt.plane_row(a);
+        }
+      }
     }
   });
 }
 
 template <typename T>
-void backward_bias_kernel(const ConvShape& s, const T* gy, T* gb) {
-  at::parallel_for(0, s.K, grain_for(s.N * s.P * s.Q), [&](int64_t begin, int64_t end) {
-    std::vector<T> acc(s.P * s.Q);
-    for (int64_t k = begin; k < end; ++k) {
-      std::fill(acc.begin(), acc.end(), T(0));
-      for (int64_t n = 0; n < s.N; ++n) {
-        const T* plane = gy + (n * s.K + k) * s.P * s.Q;
-        for (int64_t i = 0; i < s.P * s.Q; ++i) acc[i] += plane[i];
-      }
-      gb[k] = sum(acc.data(), s.P * s.Q);
-    }
-  });
+void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
+                   at::Tensor& y) {
+  PlaneLayout lay = input_plane_layout<T>(s, plane_span(s.Q, kern<T>().lanes, s.K_per_group()));
+  if (!y.is_contiguous()) y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
+  run_plane_rows<T>(input, lay, 0, s.K, s.groups, weight,
+                    bias.defined() ? bias.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), s.P, s.Q, s.R,
+                    s.S, s.stride_h, s.dil_h, s.dil_w, 0);
 }
 
-at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                   const ConvShape& s) {
-  at::Tensor y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
+                   const ConvShape& s, at::MemoryFormat format) {
+  at::Tensor y = at::empty({s.N, s.K, s.P, s.Q}, input.options().memory_format(format));
   if (y.numel() == 0) return y;
-  const at::Tensor xp = padded_contiguous(input, s);
-  const at::Tensor w = weight.contiguous();
-  const at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+  const at::Tensor bias = bias_opt.has_value() && bias_opt->defined() ? bias_opt->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_cpu", [&] {
-    forward_kernel<scalar_t>(s, xp.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                             b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>());
+    if (use_wide<scalar_t>(s.K_per_group()))
+      forward_wide<scalar_t>(input, weight, bias, s, y);
+    else
+      forward_plane<scalar_t>(input, weight, bias, s, y);
   });
   return y;
 }
 
+// ---------------------------------------------------------------------------
+// grad_input
+
+// Wide: grad_input is split into stride phases (a, b); in each phase every
+// input pixel gathers the same taps from a contiguous run of grad_output, so
+// the forward tile kernel applies with transposed, per-phase packed weights.
+template <typename T>
+void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::MemoryFormat format,
+                         at::Tensor& gx) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t NR = kt.nr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
+  const int64_t Cpad = round_up(Cg, NR), CB = Cpad / NR;
+  const int64_t sh = s.stride_h, sw = s.stride_w;
+
+  // Per phase and axis: the valid taps, their offsets into grad_output, and the
+  // range of phase positions i whose padded coordinate a + stride*i is real input.
+  struct Axis {
+    std::vector<std::vector<int64_t>> taps, offs;  // [phase]
+    std::vector<int64_t> lo, hi;                   // [phase] inclusive range of i
+    int64_t border_lo = 0, border_hi = 0;          // grad_output rows needed outside [0, P)
+  };
+  auto make_axis = [](int64_t stride, int64_t pad, int64_t dil, int64_t k, int64_t in, int64_t out) {
+    Axis ax;
+    ax.taps.resize(stride);
+    ax.offs.resize(stride);
+    ax.lo.resize(stride);
+    ax.hi.resize(stride);
+    for (int64_t a = 0; a < stride; ++a) {
+      ax.lo[a] = ceil_div(std::max<int64_t>(pad - a, 0), stride);
+      ax.hi[a] = floor_div(pad + in - 1 - a, stride);
+      for (int64_t r = 0; r < k; ++r) {
+        const int64_t d = a - r * dil;
+        if (((d % stride) + stride) % stride != 0) continue;
+        const int64_t off = floor_div(d, stride);
+        ax.taps[a].push_back(r);
+        ax.offs[a].push_back(off);
+        if (ax.lo[a] <= ax.hi[a]) {
+          ax.border_lo = std::max(ax.border_lo, -(ax.lo[a] + off));
+          ax.border_hi = std::max(ax.border_hi, ax.hi[a] + off - (out - 1));
+        }
+      }
+    }
+    return ax;
+  };
+  const Axis ah = make_axis(sh, s.pad_h, s.dil_h, s.R, s.H, s.P);
+  const Axis aw = make_axis(sw, s.pad_w, s.dil_w, s.S, s.W, s.Q);
+  const int64_t Pb = s.P + ah.border_lo + ah.border_hi, Qb = s.Q + aw.border_lo + aw.border_hi;
+
+  // grad_output with a zero border, in its own layout: (N, K, Pb, Qb).
+  at::Tensor gyb;
+  if (gy.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
+    gyb = at::zeros({s.N, s.K, Pb, Qb}, gy.options().memory_format(at::MemoryFormat::ChannelsLast));
+    gyb.narrow(2, ah.border_lo, s.P).narrow(3, aw.border_lo, s.Q).copy_(gy);
+  } else {
+    PlaneLayout glay;
+    glay.rows = Pb;
+    glay.width = Qb;
+    glay.row0 = ah.border_lo;
+    glay.col0 = aw.border_lo;
+    gyb = pack_planes<T>(gy, glay).view({s.N, s.K, Pb, Qb});
+  }
+  const int64_t bn = gyb.stride(0), bk = gyb.stride(1), bp = gyb.stride(2), bq = gyb.stride(3);
+
+  // Per (phase a, phase b): tap offsets and weights packed [g][cb][tap][k][NR lanes of c].
+  const at::Tensor wc = weight.contiguous();
+  const T* w = wc.const_data_ptr<T>();
+  const int64_t nphase = sh * sw;
+  std::vector<std::vector<int64_t>> tap_off(nphase);
+  std::vector<std::vector<T>> packed(nphase);
+  for (int64_t a = 0; a < sh; ++a)
+    for (int64_t b = 0; b < sw; ++b) {
+      const int64_t ph = a * sw + b;
+      const int64_t nt = ah.taps[a].size() * aw.taps[b].size();
+      packed[ph].assign(G * CB * nt * Kg * NR, T(0));
+      int64_t t = 0;
+      for (size_t i = 0; i < ah.taps[a].size(); ++i)
+        for (size_t j = 0; j < aw.taps[b].size(); ++j, ++t) {
+          tap_off[ph].push_back(ah.offs[a][i] * bp + aw.offs[b][j] * bq);
+          const int64_t r = ah.taps[a][i], sx = aw.taps[b][j];
+          for (int64_t g = 0; g < G; ++g)
+            for (int64_t k = 0; k < Kg; ++k)
+              for (int64_t c = 0; c < Cg; ++c)
+                packed[ph][(((g * CB + c / NR) * nt + t) * Kg + k) * NR + c % NR] =
+                    w[(((g * Kg + k) * Cg + c) * s.R + r) * s.S + sx];
+        }
+    }
+
+  gx = at::empty({s.N, s.C, s.H, s.W}, gy.options().memory_format(format));
+  const int64_t xn = gx.stride(0), xc = gx.stride(1), xh = gx.stride(2), xw = gx.stride(3);
+  const T* g_in = gyb.const_data_ptr<T>();
+  T* out = gx.mutable_data_ptr<T>();
+  // Pixel offsets along one row of phase b (grad_output steps 1, grad_input steps sw).
+  std::vector<std::vector<int64_t>> pin(sw), pout(sw);
+  for (int64_t b = 0; b < sw; ++b)
+    for (int64_t j = 0; j <= aw.hi[b] - aw.lo[b]; ++j) {
+      pin[b].push_back(j * bq);
+      pout[b].push_back(j * sw * xw);
+    }
+  at::parallel_for(0, s.N * s.H, grain_for(s.W * Cpad * s.K * s.R * s.S / (sh * sw)), [&](int64_t begin, int64_t end) {
+    WideTile<T> t;
+    t.in_chan = bk;
+    t.C = Kg;
+    t.out_lane = xc;
+    t.init = nullptr;
+    t.acc_in = nullptr;
+    t.acc_out = nullptr;
+    for (int64_t nh = begin; nh < end; ++nh) {
+      const int64_t n = nh / s.H, h = nh % s.H;
+      const int64_t a = (h + s.pad_h) % sh, i = (h + s.pad_h) / sh;
+      for (int64_t b = 0; b < sw; ++b) {
+        if (aw.lo[b] > aw.hi[b]) continue;
+        const int64_t ph = a * sw + b;
+        t.tap_off = tap_off[ph].data();
+        t.ntaps = tap_off[ph].size();
+        t.npix = aw.hi[b] - aw.lo[b] + 1;
+        t.pix_in = pin[b].data();
+        t.pix_out = pout[b].data();
+        const int64_t w0 = b + sw * aw.lo[b] - s.pad_w;
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t cb = 0; cb < CB; ++cb) {
+            t.in = g_in + n * bn + (ah.border_lo + i) * bp + (aw.border_lo + aw.lo[b]) * bq + g * Kg * bk;
+            t.w = packed[ph].data() + (g * CB + cb) * t.ntaps * Kg * NR;
+            t.out = out + n * xn + h * xh + w0 * xw + (g * Cg + cb * NR) * xc;
+            t.nr_valid = std::min(NR, Cg - cb * NR);
+            kt.wide_tile(t);
+          }
+      }
+    }
+  });
+}
+
+// Plane: grad_input is the stride-1 convolution of the zero-inserted, padded
+// grad_output with the transposed, flipped kernel.
+template <typename T>
+void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
+  const int64_t G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
+  const int64_t bh = std::max<int64_t>(0, (s.R - 1) * s.dil_h - s.pad_h);
+  const int64_t bw = std::max<int64_t>(0, (s.S - 1) * s.dil_w - s.pad_w);
+  const int64_t row_origin = s.pad_h - (s.R - 1) * s.dil_h + bh;  // >= 0
+  const int64_t col_origin = s.pad_w - (s.S - 1) * s.dil_w + bw;  // >= 0
+  PlaneLayout lay;
+  lay.rows = std::max(s.H + s.pad_h + bh, bh + (s.P - 1) * s.stride_h + 1);
+  lay.width = std::max(col_origin + plane_span(s.W, kern<T>().lanes, Cg) + (s.S - 1) * s.dil_w,
+                       bw + (s.Q - 1) * s.stride_w + 1);
+  lay.row0 = bh;
+  lay.row_step = s.stride_h;
+  lay.col0 = bw;
+  lay.col_step = s.stride_w;
+  // wt[g*Cg + c][k][r][s] = w[g*Kg + k][c][R-1-r][S-1-s]
+  const at::Tensor wt = weight.reshape({G, Kg, Cg, s.R, s.S}).flip({3, 4}).transpose(1, 2).contiguous();
+  gx = at::empty({s.N, s.C, s.H, s.W}, gy.options());
+  run_plane_rows<T>(gy, lay, col_origin, s.C, G, wt, nullptr,
+                    gx.mutable_data_ptr<T>(), s.H, s.W, s.R, s.S, 1, s.dil_h, s.dil_w, row_origin);
+}
+
+// ---------------------------------------------------------------------------
+// grad_weight
+
+// Chunks of the reduction over (image, output row): fixed by the shape so the
+// summation order never depends on the thread count.
+int64_t reduction_chunks(int64_t rows, int64_t work) {
+  return std::max<int64_t>(1, std::min<int64_t>({rows, 16, work / (1 << 18)}));
+}
+
+// grad_weight for few output channels per group, as lane-wise dot products
+// along output rows (planar data, no transposes). The reduction over images
+// is cut into chunks fixed by the shape; a task takes one chunk, packs each
+// image's planes into per-thread buffers, keeps vector partial sums for every
+// weight, then sums lanes in order. Chunks are added in chunk order.
+template <typename T>
+void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, const ConvShape& s, at::Tensor& gw) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t L = kt.lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
+  const int64_t items = Cg * RS;
+  const at::Tensor input = input_any.contiguous(), gy = gy_any.contiguous();
+  PlaneLayout lay = input_plane_layout<T>(s, round_up(s.Q, L));
+  lay.data_rows = s.H;
+  // grad_output rows zero-padded to whole vectors.
+  PlaneLayout glay;
+  glay.rows = s.P;
+  glay.width = round_up(s.Q, L);
+  glay.data_rows = s.P;
+  std::vector<int64_t> item_off(items);
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t r = 0; r < s.R; ++r)
+      for (int64_t t = 0; t < s.S; ++t) {
+        const int64_t col = t * s.dil_w;
+        item_off[(c * s.R + r) * s.S + t] = c * lay.plane() + r * s.dil_h * lay.width +
+                                             (col % lay.phases) * lay.rows * lay.width + col / lay.phases;
+      }
+  // Output channels per pass and the items the kernel pairs with them (see plane_wgrad).
+  const int64_t kb_max = Kg >= 6 && Kg % 6 == 0 && Kg % 4 != 0 ? 6 : std::min<int64_t>(Kg, 4);
+  auto items_for = [](int64_t kb) -> int64_t { return kb == 1 ? 12 : kb == 2 ? 6 : kb == 3 ? 4 : kb == 4 ? 3 : 2; };
+
+  const int64_t nch = reduction_chunks(s.N, s.flops() / 2);
+  at::Tensor part = at::empty({nch, s.K * items}, gy.options());
+  const T* x = input.const_data_ptr<T>();
+  const T* g = gy.const_data_ptr<T>();
+  T* partial = part.mutable_data_ptr<T>();
+  at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(s.K * items * L), xbuf(Cg * lay.plane()), gbuf(Kg * glay.plane());
+    PlaneWgrad<T> a;
+    a.x_row = s.stride_h * lay.width;
+    a.gy_row = glay.width;
+    a.gy_k = glay.plane();
+    a.rows = s.P;
+    a.qv = glay.width / L;
+    a.acc_k = items;
+    for (int64_t ch = begin; ch < end; ++ch) {
+      std::fill(scratch.begin(), scratch.end(), T(0));
+      for (int64_t n = s.N * ch / nch; n < s.N * (ch + 1) / nch; ++n)
+        for (int64_t gi = 0; gi < G; ++gi) {
+          for (int64_t c = 0; c < Cg; ++c)
+            pack_plane(x + (n * s.C + gi * Cg + c) * s.H * s.W, s.H, s.W, lay, xbuf.data() + c * lay.plane());
+          for (int64_t k = 0; k < Kg; ++k)
+            pack_plane(g + (n * s.K + gi * Kg + k) * s.P * s.Q, s.P, s.Q, glay, gbuf.data() + k * glay.plane());
+          a.x = xbuf.data();
+          for (int64_t k1 = 0; k1 < Kg; k1 += kb_max) {
+            a.kb = std::min(kb_max, Kg - k1);
+            const int64_t tb = items_for(a.kb);
+            a.gy = gbuf.data() + k1 * glay.plane();
+            for (int64_t i0 = 0; i0 < items; i0 += tb) {
+              a.item_off = item_off.data() + i0;
+              a.nitem = std::min(tb, items - i0);
+              a.acc = scratch.data() + ((gi * Kg + k1) * items + i0) * L;
+              kt.plane_wgrad(a);
+            }
+          }
+        }
+      T* dst = partial + ch * s.K * items;
+      for (int64_t i = 0; i < s.K * items; ++i) {
+        const T* lanes = scratch.data() + i * L;
+        T total = lanes[0];
+        for (int64_t l = 1; l < L; ++l) total += lanes[l];
+        dst[i] = total;
+      }
+    }
+  });
+  T* out = gw.mutable_data_ptr<T>();
+  const int64_t total = s.K * items;
+  at::parallel_for(0, total, grain_for(nch * 64), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T v = partial[i];
+      for (int64_t ch = 1; ch < nch; ++ch) v += partial[ch * total + i];
+      out[i] = v;
+    }
+  });
+}
+
+// grad_weight for many output channels: register tiles of (channel, tap)
+// items x output-channel lanes, accumulated over the pixels of one reduction
+// chunk (input planar, grad_output channels-last). Tasks are (chunk, group);
+// each walks its rows in bands small enough to stay in L1.
+template <typename T>
+void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t NR = kt.nr, MR = kt.mr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
+  const int64_t RS = s.R * s.S, items = Cg * RS;
+  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR, Ko = G * Kpad;
+  // The input as it is (plus padding): the kernel broadcasts scalars, so any layout and stride works.
+  const at::Tensor xb = padded_input<T>(input, s.pad_h, s.pad_w);
+  const int64_t xn = xb.stride(0), xc = xb.stride(1), xh = xb.stride(2), xw = xb.stride(3);
+  const at::Tensor gyb = channels_last_padded<T>(gy, G, Kpad);
+  std::vector<int64_t> item_off(items);
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t r = 0; r < s.R; ++r)
+      for (int64_t t = 0; t < s.S; ++t) item_off[(c * s.R + r) * s.S + t] = c * xc + r * s.dil_h * xh + t * s.dil_w * xw;
+  const int64_t rows = s.N * s.P;
+  // Reduction chunks: each at least ~256 pixels, so the per-chunk partial
+  // sums stay small next to the work. Tasks also split the output channels
+  // into super-blocks of up to 4 tiles (small batches still use both cores).
+  const int64_t nch = std::max<int64_t>(1, std::min<int64_t>({16, rows, rows * s.Q / 256}));
+  const int64_t kbs = std::min<int64_t>(KB, 4), supers = ceil_div(KB, kbs);
+  const int64_t band = std::max<int64_t>(1, 128 / s.Q);
+  at::Tensor part = at::empty({nch, s.K * items}, gy.options());
+  const T* x = xb.const_data_ptr<T>();
+  const T* g = gyb.const_data_ptr<T>();
+  T* partial = part.mutable_data_ptr<T>();
+  at::parallel_for(0, nch * G * supers, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(items * kbs * NR);
+    WideWgrad<T> a;
+    a.cols = s.Q;
+    a.x_row = s.stride_h * xh;
+    a.x_col = s.stride_w * xw;
+    a.gy_row = s.Q * Ko;
+    a.gy_col = Ko;
+    a.acc_item = kbs * NR;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t ch = task / (G * supers), gi = task / supers % G, kb0 = task % supers * kbs;
+      const int64_t kb1 = std::min(KB, kb0 + kbs);
+      std::fill(scratch.begin(), scratch.end(), T(0));
+      int64_t row = rows * ch / nch;
+      const int64_t row_end = rows * (ch + 1) / nch;
+      while (row < row_end) {
+        const int64_t n = row / s.P, p = row % s.P;
+        a.rows = std::min({band, row_end - row, s.P - p});
+        a.x = x + n * xn + gi * Cg * xc + p * s.stride_h * xh;
+        for (int64_t j = 0; j < items; j += MR) {
+          a.item_off = item_off.data() + j;
+          a.m = std::min(MR, items - j);
+          for (int64_t kb = kb0; kb < kb1; ++kb) {
+            a.gy = g + (n * s.P + p) * s.Q * Ko + gi * Kpad + kb * NR;
+            a.acc = scratch.data() + j * kbs * NR + (kb - kb0) * NR;
+            kt.wide_wgrad(a);
+          }
+        }
+        row += a.rows;
+      }
+      T* dst = partial + ch * s.K * items + gi * Kg * items;
+      for (int64_t k = kb0 * NR; k < std::min(Kg, kb1 * NR); ++k)
+        for (int64_t i = 0; i < items; ++i) dst[k * items + i] = scratch[i * kbs * NR + k - kb0 * NR];
+    }
+  });
+  T* out = gw.mutable_data_ptr<T>();
+  const int64_t total = s.K * items;
+  at::parallel_for(0, total, grain_for(nch * 64), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T v = partial[i];
+      for (int64_t ch = 1; ch < nch; ++ch) v += partial[ch * total + i];
+      out[i] = v;
+    }
+  });
+}
+
+template <typename T>
+void backward_bias(const at::Tensor& gy_any, const ConvShape& s, at::Tensor& gb) {
+  const KernelsT<T>& kt = kern<T>();
+  const at::Tensor gy = gy_any.contiguous();
+  const T* g = gy.const_data_ptr<T>();
+  T* dst = gb.mutable_data_ptr<T>();
+  const int64_t plane = s.P * s.Q;
+  at::parallel_for(0, s.K, grain_for(s.N * plane), [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      T total = 0;
+      for (int64_t n = 0; n < s.N; ++n) total += kt.sum(g + (n * s.K + k) * plane, plane);
+      dst[k] = total;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Ops
+
 at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const ConvShape s = check_conv2d("convkit::conv2d", input, weight, bias, stride, padding, dilation, groups);
-  return forward(input, weight, bias, s).contiguous(output_memory_format(input, weight));
+  const at::MemoryFormat format = output_memory_format(input, weight);
+  return forward(input, weight, bias, s, format).contiguous(format);
 }
 
 at::Tensor corr2d(const at::Tensor& x, const at::Tensor& k) {
   check_corr2d(x, k);
   ConvShape s;
   s.N = s.C = s.K = 1;
-  s.H = x.size(0); s.W = x.size(1);
-  s.R = k.size(0); s.S = k.size(1);
-  s.P = s.H - s.R + 1; s.Q = s.W - s.S + 1;
-  return forward(x.view({1, 1, s.H, s.W}), k.view({1, 1, s.R, s.S}), std::nullopt, s).view({s.P, s.Q});
+  s.H = x.size(0);
+  s.W = x.size(1);
+  s.R = k.size(0);
+  s.S = k.size(1);
+  s.P = s.H - s.R + 1;
+  s.Q = s.W - s.S + 1;
+  return forward(x.view({1, 1, s.H, s.W}), k.view({1, 1, s.R, s.S}), std::nullopt, s, at::MemoryFormat::Contiguous)
+      .reshape({s.P, s.Q});
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
@@ -190,50 +768,53 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
   const char* op = "convkit::conv2d_backward";
   const ConvShape s = check_conv2d(op, input, weight, std::nullopt, stride, padding, dilation, groups);
   check_grad_output(op, grad_output, input, s);
-  const at::Tensor gy = grad_output.contiguous();
   // Gradients nobody asked for come back as empty tensors and cost nothing.
   at::Tensor grad_input = at::empty({0}, input.options());
   at::Tensor grad_weight = at::empty({0}, input.options());
   at::Tensor grad_bias = at::empty({0}, input.options());
+  const bool empty_gy = grad_output.numel() == 0;
 
-  if (output_mask[0]) {
-    grad_input = at::empty(input.sizes(), input.options());
-    if (grad_input.numel() > 0) {
-      if (gy.numel() == 0) {
-        grad_input.zero_();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_cpu", [&] {
+    if (output_mask[0]) {
+      if (input.numel() == 0) {
+        grad_input = at::empty(input.sizes(), input.options());
+      } else if (empty_gy) {
+        grad_input = at::zeros(input.sizes(), input.options());
+      } else if (use_wide<scalar_t>(s.C_per_group())) {
+        backward_input_wide<scalar_t>(grad_output, weight, s, input.suggest_memory_format(), grad_input);
       } else {
-        const at::Tensor w = weight.contiguous();
-        AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_input_cpu", [&] {
-          backward_input_kernel<scalar_t>(s, gy.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                                          grad_input.mutable_data_ptr<scalar_t>());
-        });
+        backward_input_plane<scalar_t>(grad_output, weight, s, grad_input);
       }
+      grad_input = grad_input.contiguous(input.suggest_memory_format());
     }
-    grad_input = grad_input.contiguous(input.suggest_memory_format());
-  }
-  if (output_mask[1]) {
-    grad_weight = at::zeros(weight.sizes(), weight.options());
-    if (gy.numel() > 0 && grad_weight.numel() > 0) {
-      const at::Tensor xp = padded_contiguous(input, s);
-      AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_weight_cpu", [&] {
-        backward_weight_kernel<scalar_t>(s, gy.const_data_ptr<scalar_t>(), xp.const_data_ptr<scalar_t>(),
-                                         grad_weight.mutable_data_ptr<scalar_t>());
-      });
+    if (output_mask[1]) {
+      if (empty_gy || weight.numel() == 0) {
+        grad_weight = at::zeros(weight.sizes(), weight.options());
+      } else {
+        grad_weight = at::empty(weight.sizes(), weight.options());
+        if (use_wide<scalar_t>(s.K_per_group()))
+          backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);
+        else
+          backward_weight<scalar_t>(grad_output, input, s, grad_weight);
+      }
+      grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
     }
-    grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
-  }
-  if (output_mask[2]) {
-    grad_bias = at::zeros({s.K}, input.options());
-    if (gy.numel() > 0) {
-      AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_bias_cpu", [&] {
-        backward_bias_kernel<scalar_t>(s, gy.const_data_ptr<scalar_t>(), grad_bias.mutable_data_ptr<scalar_t>());
-      });
+    if (output_mask[2]) {
+      grad_bias = at::zeros({s.K}, input.options());
+      if (!empty_gy) backward_bias<scalar_t>(grad_output, s, grad_bias);
     }
-  }
+  });
   return {grad_input, grad_weight, grad_bias};
 }
 
+std::string cpu_isa() { return kernels().name; }
+
 }  // namespace
+
+TORCH_LIBRARY_FRAGMENT(convkit, m) {
+  // Which CPU kernel build runs ("avx2" or "generic"); for tests and reports.
+  m.def("_cpu_isa() -> str", &cpu_isa);
+}
 
 TORCH_LIBRARY_IMPL(convkit, CPU, m) {
   m.impl("corr2d", &corr2d);

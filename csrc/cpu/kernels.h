@@ -1,0 +1,122 @@
+// Torch-free interface between the torch glue (conv2d_cpu.cpp) and the
+// ISA-specific kernel translation units (kernels_avx2.cpp, kernels_generic.cpp).
+// Every kernel is a plain function reached through a KernelTable, so code
+// compiled for AVX2 never leaks into callers that run on other CPUs.
+#pragma once
+#include <cstdint>
+
+namespace convkit {
+namespace cpu {
+
+// Register-blocked tiles of pixels x output channels (implicit GEMM): for
+// pixel i < npix and lane < nr_valid,
+//   out[pix_out[i] + lane * out_lane] = init[lane] + sum over taps t and channels c of
+//     in[pix_in[i] + tap_off[t] + c * in_chan] * w[(t * C + c) * NR + lane].
+// Pixels are given by offsets, so tiles run across output rows and any
+// input/output layout works. Used for the forward pass and for grad_input
+// (on grad_output with transposed, flipped weights).
+template <typename T>
+struct WideTile {
+  const T* in;
+  const int64_t* pix_in;
+  int64_t in_chan;
+  const int64_t* tap_off;
+  int64_t ntaps, C;
+  const T* w;
+  T* out;
+  const int64_t* pix_out;
+  int64_t out_lane, nr_valid;
+  int64_t npix;
+  const T* init;  // NR values, or null for zeros
+  // Splitting the reduction over several calls: acc_in (if set) holds the
+  // running sums [npix][NR] to start from instead of init; acc_out (if set)
+  // receives them instead of out.
+  const T* acc_in;
+  T* acc_out;
+};
+
+// Output rows of a planar (NCHW) convolution, vectorized along the width:
+// out[k*out_k + row*out_row + q] = bias[k] + sum over i < n of
+//   w[i*kPlaneKB + k] * in[row*in_row_step + in_off[i] + q]
+// for k < kb, row < rows. i runs over the reduction (channel, tap) pairs;
+// in_off[i] addresses the pair's input row inside planes stored split into
+// stride phases, so every tap reads a contiguous run. Reads run in whole
+// blocks of plane_qb(kb) vectors, past Q (the buffers carry that margin).
+template <typename T>
+struct PlaneRow {
+  const T* in;
+  const int64_t* in_off;
+  int64_t n, in_row_step;
+  const T* w;  // packed [n][kPlaneKB], zero past kb
+  int64_t kb;  // 1..kPlaneKB output channels
+  T* out;
+  int64_t out_k, out_row, Q, rows;
+  const T* bias;  // kb values or null
+};
+
+constexpr int kPlaneKB = 6;
+
+// Vectors per block along the width for a plane call with kb output channels
+// (kb * qb accumulators fit the 16 vector registers).
+constexpr int plane_qb(int64_t kb) { return kb >= 5 ? 2 : kb >= 3 ? 3 : 4; }
+
+// Vector partial sums of grad_weight: for k < kb and i < nitem,
+//   acc[(k*acc_k + i)*L .. +L] += sum over rows and vectors v of
+//   gy[k*gy_k + row*gy_row + v*L ..] * x[item_off[i] + row*x_row + v*L ..]
+// (lane-wise; the caller sums the lanes). Items are (channel, tap) pairs. gy
+// rows are zero beyond their valid width, so whole vectors (qv per row) count.
+template <typename T>
+struct PlaneWgrad {
+  const T* x;
+  int64_t x_row;
+  const int64_t* item_off;
+  int64_t nitem;
+  const T* gy;
+  int64_t gy_row, gy_k, kb;
+  int64_t rows, qv;
+  T* acc;
+  int64_t acc_k;
+};
+
+// grad_weight tile for many output channels: for j < m (<= MR) items and NR lanes,
+//   acc[j*acc_item + lane] += sum over rows and cols of
+//     x[item_off[j] + row*x_row + col*x_col] * gy[row*gy_row + col*gy_col + lane]
+// with the accumulators held in registers across the whole reduction.
+template <typename T>
+struct WideWgrad {
+  const T* x;
+  const int64_t* item_off;
+  int64_t m;
+  const T* gy;
+  int64_t rows, cols, x_row, x_col, gy_row, gy_col;
+  T* acc;
+  int64_t acc_item;
+};
+
+template <typename T>
+struct KernelsT {
+  int lanes;  // elements per vector
+  int mr;     // pixels per wide tile
+  int nr;     // lanes per wide tile (two vectors)
+  void (*wide_tile)(const WideTile<T>&);
+  void (*wide_wgrad)(const WideWgrad<T>&);
+  void (*plane_row)(const PlaneRow<T>&);
+  void (*plane_wgrad)(const PlaneWgrad<T>&);
+  // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).
+  T (*sum)(const T* p, int64_t n);
+};
+
+struct KernelTable {
+  const char* name;
+  KernelsT<float> f32;
+  KernelsT<double> f64;
+};
+
+const KernelTable& kernels_generic();
+const KernelTable& kernels_avx2();
+// AVX2+FMA when the CPU has it and CONVKIT_CPU_ISA is not "generic".
+const KernelTable& kernels();
+
+
+}  // namespace cpu
+}  // namespace convkit

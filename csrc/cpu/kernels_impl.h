@@ -1,0 +1,361 @@
+// The kernel source shared by every ISA translation unit. The includer defines
+// CONVKIT_ISA_NS (the namespace everything lands in) and, before including,
+// selects the target ISA (e.g. `#pragma GCC target("avx2,fma")`). GCC vector
+// extensions make the same source compile to AVX2+FMA or to SSE2 pairs.
+//
+// No standard-library templates are used here on purpose: an inline template
+// instantiated under AVX2 could be picked by the linker for a generic caller.
+#include <cstdint>
+#include <cstring>
+
+#include "kernels.h"
+
+namespace convkit {
+namespace cpu {
+namespace CONVKIT_ISA_NS {
+namespace {
+
+constexpr int kVecBytes = 32;
+
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(kVecBytes)));
+  static constexpr int L = kVecBytes / sizeof(T);
+};
+
+template <typename T>
+using V = typename Vec<T>::type;
+
+template <typename T>
+inline V<T> loadu(const T* p) {
+  V<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline void storeu(T* p, V<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+template <typename T>
+inline V<T> splat(T x) {
+  if constexpr (Vec<T>::L == 8) {
+    return V<T>{x, x, x, x, x, x, x, x};
+  } else {
+    return V<T>{x, x, x, x};
+  }
+}
+
+// Lanes summed in index order: a fixed order, so results never depend on the caller.
+template <typename T>
+inline T hsum(V<T> v) {
+  T lanes[Vec<T>::L];
+  std::memcpy(lanes, &v, sizeof(v));
+  T total = lanes[0];
+  for (int i = 1; i < Vec<T>::L; ++i) total += lanes[i];
+  return total;
+}
+
+// Stores the first n (< L) lanes.
+template <typename T>
+inline void store_partial(T* p, V<T> v, int64_t n) {
+  T lanes[Vec<T>::L];
+  std::memcpy(lanes, &v, sizeof(v));
+  for (int64_t i = 0; i < n; ++i) p[i] = lanes[i];
+}
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// ---------------------------------------------------------------------------
+// Wide tile: M pixels x 2 vectors of output channels, 2*M accumulators.
+constexpr int kMR = 6;
+
+template <typename T, int M>
+void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, const int64_t* pix_out) {
+  constexpr int L = Vec<T>::L;
+  V<T> acc0[M], acc1[M];
+  const V<T> i0 = a.init ? loadu(a.init) : V<T>{};
+  const V<T> i1 = a.init ? loadu(a.init + L) : V<T>{};
+  int64_t po[M];
+#pragma GCC unroll 8
+  for (int j = 0; j < M; ++j) {
+    acc0[j] = a.acc_in ? loadu(a.acc_in + (first + j) * 2 * L) : i0;
+    acc1[j] = a.acc_in ? loadu(a.acc_in + (first + j) * 2 * L + L) : i1;
+    po[j] = pix_in[j];
+  }
+  const T* w = a.w;
+  const int64_t C = a.C, cs = a.in_chan;
+  for (int64_t t = 0; t < a.ntaps; ++t) {
+    const T* src = a.in + a.tap_off[t];
+    for (int64_t c = 0; c < C; ++c) {
+      const V<T> w0 = loadu(w), w1 = loadu(w + L);
+      w += 2 * L;
+#pragma GCC unroll 8
+      for (int j = 0; j < M; ++j) {
+        const V<T> b = splat(src[po[j]]);
+        acc0[j] += b * w0;
+        acc1[j] += b * w1;
+      }
+      src += cs;
+    }
+  }
+  if (a.acc_out) {  // partial sums, continued by a later call
+#pragma GCC unroll 8
+    for (int j = 0; j < M; ++j) {
+      storeu(a.acc_out + (first + j) * 2 * L, acc0[j]);
+      storeu(a.acc_out + (first + j) * 2 * L + L, acc1[j]);
+    }
+    return;
+  }
+  if (a.out_lane == 1 && a.nr_valid == 2 * L) {
+#pragma GCC unroll 8
+    for (int j = 0; j < M; ++j) {
+      storeu(a.out + pix_out[j], acc0[j]);
+      storeu(a.out + pix_out[j] + L, acc1[j]);
+    }
+    return;
+  }
+  // Scattered store (e.g. NCHW output): cheap next to the reduction.
+  T tile[M][2 * L];
+#pragma GCC unroll 8
+  for (int j = 0; j < M; ++j) {
+    storeu(tile[j], acc0[j]);
+    storeu(tile[j] + L, acc1[j]);
+  }
+  for (int j = 0; j < M; ++j) {
+    T* dst = a.out + pix_out[j];
+    for (int64_t l = 0; l < a.nr_valid; ++l) dst[l * a.out_lane] = tile[j][l];
+  }
+}
+
+template <typename T>
+void wide_tile(const WideTile<T>& a) {
+  for (int64_t q = 0; q < a.npix; q += kMR) {
+    const int64_t* pi = a.pix_in + q;
+    const int64_t* po = a.pix_out + q;
+    switch (min64(kMR, a.npix - q)) {
+      case 6: wide_tile_m<T, 6>(a, q, pi, po); break;
+      case 5: wide_tile_m<T, 5>(a, q, pi, po); break;
+      case 4: wide_tile_m<T, 4>(a, q, pi, po); break;
+      case 3: wide_tile_m<T, 3>(a, q, pi, po); break;
+      case 2: wide_tile_m<T, 2>(a, q, pi, po); break;
+      default: wide_tile_m<T, 1>(a, q, pi, po); break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Wide grad_weight tile: M (channel, tap) items x 2 vectors of output channels.
+template <typename T, int M>
+void wide_wgrad_m(const WideWgrad<T>& a) {
+  constexpr int L = Vec<T>::L;
+  V<T> acc0[M], acc1[M];
+  int64_t off[M];
+#pragma GCC unroll 8
+  for (int j = 0; j < M; ++j) {
+    acc0[j] = loadu(a.acc + j * a.acc_item);
+    acc1[j] = loadu(a.acc + j * a.acc_item + L);
+    off[j] = a.item_off[j];
+  }
+  for (int64_t row = 0; row < a.rows; ++row) {
+    const T* x = a.x + row * a.x_row;
+    const T* g = a.gy + row * a.gy_row;
+    for (int64_t col = 0; col < a.cols; ++col) {
+      const V<T> g0 = loadu(g), g1 = loadu(g + L);
+#pragma GCC unroll 8
+      for (int j = 0; j < M; ++j) {
+        const V<T> b = splat(x[off[j]]);
+        acc0[j] += b * g0;
+        acc1[j] += b * g1;
+      }
+      x += a.x_col;
+      g += a.gy_col;
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < M; ++j) {
+    storeu(a.acc + j * a.acc_item, acc0[j]);
+    storeu(a.acc + j * a.acc_item + L, acc1[j]);
+  }
+}
+
+template <typename T>
+void wide_wgrad(const WideWgrad<T>& a) {
+  switch (a.m) {
+    case 6: wide_wgrad_m<T, 6>(a); break;
+    case 5: wide_wgrad_m<T, 5>(a); break;
+    case 4: wide_wgrad_m<T, 4>(a); break;
+    case 3: wide_wgrad_m<T, 3>(a); break;
+    case 2: wide_wgrad_m<T, 2>(a); break;
+    default: wide_wgrad_m<T, 1>(a); break;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Plane row: KB output channels x QB vectors along the width.
+template <typename T, int KB, int QB>
+void plane_row_kq(const PlaneRow<T>& a) {
+  constexpr int L = Vec<T>::L;
+  for (int64_t row = 0; row < a.rows; ++row) {
+    const T* in_row = a.in + row * a.in_row_step;
+    T* out_row = a.out + row * a.out_row;
+    for (int64_t q0 = 0; q0 < a.Q; q0 += QB * L) {
+      V<T> acc[KB][QB];
+#pragma GCC unroll 8
+      for (int k = 0; k < KB; ++k) {
+        const V<T> b = a.bias ? splat(a.bias[k]) : V<T>{};
+#pragma GCC unroll 8
+        for (int v = 0; v < QB; ++v) acc[k][v] = b;
+      }
+      const T* base = in_row + q0;
+      const T* w = a.w;
+      const int64_t* off = a.in_off;
+      for (int64_t i = 0; i < a.n; ++i) {
+        const T* src = base + off[i];
+        V<T> x[QB];
+#pragma GCC unroll 8
+        for (int v = 0; v < QB; ++v) x[v] = loadu(src + v * L);
+#pragma GCC unroll 8
+        for (int k = 0; k < KB; ++k) {
+          const V<T> wk = splat(w[k]);
+#pragma GCC unroll 8
+          for (int v = 0; v < QB; ++v) acc[k][v] += wk * x[v];
+        }
+        w += kPlaneKB;
+      }
+      if (q0 + QB * L <= a.Q) {
+#pragma GCC unroll 8
+        for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 8
+          for (int v = 0; v < QB; ++v) storeu(out_row + k * a.out_k + q0 + v * L, acc[k][v]);
+      } else {
+        // Last block of the row: through a buffer (a branch per vector here
+        // would keep the accumulators out of registers).
+        T tile[KB][QB * L];
+#pragma GCC unroll 8
+        for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 8
+          for (int v = 0; v < QB; ++v) storeu(tile[k] + v * L, acc[k][v]);
+        for (int k = 0; k < KB; ++k) std::memcpy(out_row + k * a.out_k + q0, tile[k], sizeof(T) * (a.Q - q0));
+      }
+    }
+  }
+}
+
+template <typename T>
+void plane_row(const PlaneRow<T>& a) {
+  switch (a.kb) {
+    case 6: plane_row_kq<T, 6, plane_qb(6)>(a); break;
+    case 5: plane_row_kq<T, 5, plane_qb(5)>(a); break;
+    case 4: plane_row_kq<T, 4, plane_qb(4)>(a); break;
+    case 3: plane_row_kq<T, 3, plane_qb(3)>(a); break;
+    case 2: plane_row_kq<T, 2, plane_qb(2)>(a); break;
+    default: plane_row_kq<T, 1, plane_qb(1)>(a); break;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Plane grad_weight: KB output channels x TB items of vector accumulators.
+// Surplus channels/items repeat the last real one and are not stored.
+template <typename T, int KB, int TB>
+void plane_wgrad_kt(const PlaneWgrad<T>& a) {
+  constexpr int L = Vec<T>::L;
+  V<T> acc[KB][TB];
+  int64_t toff[TB], goff[KB], aoff[KB][TB];
+#pragma GCC unroll 16
+  for (int t = 0; t < TB; ++t) toff[t] = a.item_off[min64(t, a.nitem - 1)];
+#pragma GCC unroll 16
+  for (int k = 0; k < KB; ++k) goff[k] = min64(k, a.kb - 1) * a.gy_k;
+#pragma GCC unroll 16
+  for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 16
+    for (int t = 0; t < TB; ++t) {
+      aoff[k][t] = (min64(k, a.kb - 1) * a.acc_k + min64(t, a.nitem - 1)) * L;
+      acc[k][t] = loadu(a.acc + aoff[k][t]);
+    }
+  for (int64_t row = 0; row < a.rows; ++row) {
+    const T* x = a.x + row * a.x_row;
+    const T* g = a.gy + row * a.gy_row;
+    for (int64_t v = 0; v < a.qv; ++v) {
+      const int64_t o = v * L;
+      if constexpr (KB >= TB) {
+        V<T> xv[TB];
+#pragma GCC unroll 16
+        for (int t = 0; t < TB; ++t) xv[t] = loadu(x + toff[t] + o);
+#pragma GCC unroll 16
+        for (int k = 0; k < KB; ++k) {
+          const V<T> gv = loadu(g + goff[k] + o);
+#pragma GCC unroll 16
+          for (int t = 0; t < TB; ++t) acc[k][t] += gv * xv[t];
+        }
+      } else {
+        V<T> gv[KB];
+#pragma GCC unroll 16
+        for (int k = 0; k < KB; ++k) gv[k] = loadu(g + goff[k] + o);
+#pragma GCC unroll 16
+        for (int t = 0; t < TB; ++t) {
+          const V<T> xv = loadu(x + toff[t] + o);
+#pragma GCC unroll 16
+          for (int k = 0; k < KB; ++k) acc[k][t] += gv[k] * xv;
+        }
+      }
+    }
+  }
+  // Only real slots are stored (surplus ones hold copies of the same sums).
+#pragma GCC unroll 16
+  for (int k = KB - 1; k >= 0; --k)
+#pragma GCC unroll 16
+    for (int t = TB - 1; t >= 0; --t)
+      if (k < a.kb && t < a.nitem) storeu(a.acc + aoff[k][t], acc[k][t]);
+}
+
+template <typename T>
+void plane_wgrad(const PlaneWgrad<T>& a) {
+  switch (a.kb > 6 ? 6 : a.kb) {
+    case 1: plane_wgrad_kt<T, 1, 12>(a); break;
+    case 2: plane_wgrad_kt<T, 2, 6>(a); break;
+    case 3: plane_wgrad_kt<T, 3, 4>(a); break;
+    case 4: plane_wgrad_kt<T, 4, 3>(a); break;
+    default: plane_wgrad_kt<T, 6, 2>(a); break;
+  }
+}
+
+template <typename T>
+T sum(const T* p, int64_t n) {
+  constexpr int L = Vec<T>::L;
+  V<T> acc[4] = {};
+  int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L)
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) acc[u] += loadu(p + i + u * L);
+  for (; i + L <= n; i += L) acc[0] += loadu(p + i);
+  T total = hsum<T>((acc[0] + acc[1]) + (acc[2] + acc[3]));
+  for (; i < n; ++i) total += p[i];
+  return total;
+}
+
+template <typename T>
+KernelsT<T> make_kernels() {
+  KernelsT<T> k;
+  k.lanes = Vec<T>::L;
+  k.mr = kMR;
+  k.nr = 2 * Vec<T>::L;
+  k.wide_tile = &wide_tile<T>;
+  k.wide_wgrad = &wide_wgrad<T>;
+  k.plane_row = &plane_row<T>;
+  k.plane_wgrad = &plane_wgrad<T>;
+  k.sum = &sum<T>;
+  return k;
+}
+
+}  // namespace
+
+const KernelTable& table() {
+  static const KernelTable t = {CONVKIT_ISA_NAME, make_kernels<float>(), make_kernels<double>()};
+  return t;
+}
+
+}  // namespace CONVKIT_ISA_NS
+}  // namespace cpu
+}  // namespace convkit

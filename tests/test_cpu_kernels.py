@@ -1,0 +1,158 @@
+"""convkit's CPU kernels against F.conv2d: forward and all three gradients over
+random shapes that reach every kernel family (wide channels-last tiles, planar
+rows, stride phases, tails). CI runs this file twice: as is and with
+CONVKIT_CPU_ISA=generic (the portable build of the same kernels)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import convkit  # noqa: F401  (registers the ops)
+
+ops = torch.ops.convkit
+
+
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.sampled_from([1, 1, 1, 2, 3]))
+    cg = draw(st.sampled_from([1, 2, 3, 5, 8, 13, 17]))
+    kg = draw(st.sampled_from([1, 2, 4, 6, 7, 8, 9, 16, 19, 33]))
+    depthwise = draw(st.booleans()) and draw(st.booleans())
+    if depthwise:
+        groups, cg, kg = draw(st.sampled_from([1, 3, 8, 12])), 1, draw(st.sampled_from([1, 2]))
+    R, S = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    H = draw(st.integers(max(1, dilation[0] * (R - 1) + 1 - 2 * padding[0]), 20))
+    W = draw(st.integers(max(1, dilation[1] * (S - 1) + 1 - 2 * padding[1]), 41))
+    return dict(N=draw(st.sampled_from([0, 1, 1, 2, 3])), C=groups * cg, K=groups * kg, H=H, W=W, R=R, S=S,
+                stride=stride, padding=padding, dilation=dilation, groups=groups, bias=draw(st.booleans()),
+                layout=draw(st.sampled_from(["contiguous", "channels_last", "sliced"])),
+                dtype=draw(st.sampled_from([torch.float64, torch.float64, torch.float32])))
+
+
+def make_input(cfg, gen):
+    shape = (cfg["N"], cfg["C"], cfg["H"], cfg["W"])
+    if cfg["layout"] == "sliced":
+        big = torch.randn(shape[0], shape[1], shape[2] + 1, 2 * shape[3], generator=gen, dtype=cfg["dtype"])
+        return big[:, :, 1:, ::2]
+    x = torch.randn(shape, generator=gen, dtype=cfg["dtype"])
+    return x.contiguous(memory_format=torch.channels_last) if cfg["layout"] == "channels_last" else x
+
+
+def check(cfg, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    dt = cfg["dtype"]
+    x = make_input(cfg, gen).requires_grad_()
+    w = torch.randn(cfg["K"], cfg["C"] // cfg["groups"], cfg["R"], cfg["S"], generator=gen, dtype=dt, requires_grad=True)
+    b = torch.randn(cfg["K"], generator=gen, dtype=dt, requires_grad=True) if cfg["bias"] else None
+    hyper = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"], groups=cfg["groups"])
+    y = convkit.conv2d(x, w, b, **hyper)
+    y_ref = F.conv2d(x, w, b, **hyper)
+    tol = dict(rtol=1e-10, atol=1e-10) if dt == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    assert y.shape == y_ref.shape
+    assert y.is_contiguous(memory_format=torch.channels_last) == y_ref.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, y_ref, **tol)
+    go = torch.randn(y.shape, generator=gen, dtype=dt)
+    inputs = [x, w] + ([b] if b is not None else [])
+    got = torch.autograd.grad(y, inputs, go, allow_unused=True)
+    want = torch.autograd.grad(y_ref, inputs, go, allow_unused=True)
+    for g1, g2, name in zip(got, want, ["input", "weight", "bias"]):
+        scale = max(1.0, float(g2.abs().max())) if g2.numel() else 1.0
+        torch.testing.assert_close(g1, g2, rtol=tol["rtol"], atol=tol["atol"] * scale, msg=lambda m: f"grad {name}: {m}")
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(conv_configs())
+def test_random_configs_match_torch(cfg):
+    check(cfg)
+
+
+# Shapes that pin each kernel family and its edges explicitly.
+FIXED = [
+    dict(N=2, C=1, K=6, H=28, W=28, R=5, S=5, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),  # LeNet c1
+    dict(N=2, C=6, K=16, H=14, W=14, R=5, S=5, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),  # LeNet c2
+    dict(N=1, C=16, K=32, H=9, W=13, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+    dict(N=2, C=16, K=24, H=11, W=11, R=3, S=3, stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=1),
+    dict(N=1, C=3, K=16, H=23, W=23, R=7, S=7, stride=(2, 2), padding=(3, 3), dilation=(1, 1), groups=1),  # stem
+    dict(N=2, C=32, K=16, H=7, W=9, R=1, S=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(N=1, C=32, K=16, H=8, W=8, R=1, S=1, stride=(2, 2), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(N=2, C=16, K=16, H=12, W=12, R=3, S=3, stride=(1, 1), padding=(2, 2), dilation=(2, 2), groups=1),
+    dict(N=2, C=16, K=16, H=10, W=10, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=16),
+    dict(N=2, C=16, K=16, H=11, W=11, R=3, S=3, stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=16),
+    dict(N=1, C=32, K=64, H=6, W=6, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=2),
+    dict(N=1, C=8, K=8, H=5, W=5, R=3, S=3, stride=(3, 3), padding=(3, 3), dilation=(1, 1), groups=1),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("idx", range(len(FIXED)))
+def test_fixed_shapes(idx, layout, dtype):
+    check(dict(FIXED[idx], bias=True, layout=layout, dtype=dtype), seed=idx)
+
+
+def test_corr2d_matches_torch():
+    for h, w, kh, kw in [(28, 28, 5, 5), (1, 1, 1, 1), (6, 8, 1, 2), (40, 3, 7, 3)]:
+        x, k = torch.randn(h, w, dtype=torch.float64), torch.randn(kh, kw, dtype=torch.float64)
+        torch.testing.assert_close(convkit.corr2d(x, k), F.conv2d(x[None, None], k[None, None])[0, 0])
+
+
+def test_grad_input_not_computed_when_not_requested():
+    x = torch.randn(2, 1, 8, 8)
+    w = torch.randn(6, 1, 5, 5)
+    go = torch.randn(2, 6, 4, 4)
+    gi, gw, gb = ops.conv2d_backward(go, x, w, [1, 1], [0, 0], [1, 1], 1, [False, True, True])
+    assert gi.numel() == 0 and gw.shape == w.shape and gb.shape == (6,)
+
+
+def _grads(dtype=torch.float32):
+    gen = torch.Generator().manual_seed(1)
+    out = []
+    for (N, C, K, H, R, s, p, g) in [(4, 32, 48, 15, 3, 1, 1, 1), (8, 1, 6, 28, 5, 1, 2, 1),
+                                     (3, 16, 16, 17, 3, 2, 1, 16), (5, 24, 32, 9, 3, 2, 1, 1)]:
+        x = torch.randn(N, C, H, H, generator=gen, dtype=dtype)
+        w = torch.randn(K, C // g, R, R, generator=gen, dtype=dtype)
+        y = ops.conv2d(x, w, None, [s, s], [p, p], [1, 1], g)
+        go = torch.randn(y.shape, generator=gen, dtype=dtype)
+        out += [y, *ops.conv2d_backward(go, x, w, [s, s], [p, p], [1, 1], g, [True, True, True])]
+    return out
+
+
+def test_bitwise_independent_of_thread_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _grads()
+        torch.set_num_threads(max(2, before))
+        many = _grads()
+        again = _grads()
+    finally:
+        torch.set_num_threads(before)
+    for a, b, c in zip(one, many, again):
+        assert torch.equal(a, b) and torch.equal(b, c)
+
+
+def test_generic_isa_agrees():
+    """The portable kernels (forced with CONVKIT_CPU_ISA=generic) agree with this process's."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = ("import sys, torch\n"
+            "sys.path.insert(0, sys.argv[2])\n"
+            "from test_cpu_kernels import _grads\n"
+            "assert torch.ops.convkit._cpu_isa() == 'generic'\n"
+            "torch.save(_grads(torch.float64), sys.argv[1])\n")
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"convkit_generic_{os.getpid()}.pt")
+    # The child imports the same convkit as this process.
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(convkit.__file__)))
+    env = dict(os.environ, CONVKIT_CPU_ISA="generic",
+               PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, "-c", code, path, here], check=True, env=env)
+    theirs = torch.load(path)
+    os.remove(path)
+    for a, b in zip(_grads(torch.float64), theirs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
