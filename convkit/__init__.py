@@ -2,11 +2,11 @@
 from . import _ops  # noqa: F401  (loads the operator library first)
 from . import _meta  # noqa: F401  (fake kernels)
 from ._autograd import Conv2dFunction
-from . import functional, nn, reference
+from . import data, functional, models, nn, reference
 from .devices import try_all_gpus, try_gpu
 from .functional import conv2d, corr2d
 from .nn import convert
 
 __version__ = "0.1.0"
-__all__ = ["Conv2dFunction", "conv2d", "convert", "corr2d", "functional", "nn", "reference", "try_all_gpus",
-           "try_gpu"]
+__all__ = ["Conv2dFunction", "conv2d", "convert", "corr2d", "data", "functional", "models", "nn", "reference",
+           "try_all_gpus", "try_gpu"]
