@@ -91,7 +91,7 @@ ConvShape check_conv2d(const char* op, const at::Tensor& input, const at::Tensor
   return s;
 }
 
-void check_corr2d(const at::Tensor& x, const at::Tensor& k) {
+ConvShape check_corr2d(const at::Tensor& x, const at::Tensor& k) {
   const char* op = "convkit::corr2d";
   TORCH_CHECK(x.dim() == 2, op, ": expected a 2-D input X (H, W), but got X of size ", x.sizes());
   TORCH_CHECK(k.dim() == 2, op, ": expected a 2-D kernel K (h, w), but got K of size ", k.sizes());
@@ -100,6 +100,12 @@ void check_corr2d(const at::Tensor& x, const at::Tensor& k) {
   TORCH_CHECK(k.size(0) > 0 && k.size(1) > 0, op, ": the kernel must not be empty, got K of size ", k.sizes());
   TORCH_CHECK(k.size(0) <= x.size(0) && k.size(1) <= x.size(1), op, ": kernel of size ", k.sizes(),
               " is larger than the input of size ", x.sizes());
+  ConvShape s;
+  s.N = s.C = s.K = 1;
+  s.H = x.size(0); s.W = x.size(1);
+  s.R = k.size(0); s.S = k.size(1);
+  s.P = s.H - s.R + 1; s.Q = s.W - s.S + 1;
+  return s;
 }
 
 void check_grad_output(const char* op, const at::Tensor& grad_output, const at::Tensor& input,

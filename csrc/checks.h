@@ -15,8 +15,9 @@ ConvShape check_conv2d(const char* op, const at::Tensor& input, const at::Tensor
                        const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
 
-// Validates a 2-D cross-correlation's operands.
-void check_corr2d(const at::Tensor& x, const at::Tensor& k);
+// Validates a 2-D cross-correlation's operands and returns its geometry as a
+// single-image, single-channel convolution.
+ConvShape check_corr2d(const at::Tensor& x, const at::Tensor& k);
 
 // Checks that grad_output has the shape the forward pass produced.
 void check_grad_output(const char* op, const at::Tensor& grad_output, const at::Tensor& input,

@@ -566,6 +566,19 @@ int64_t reduction_chunks(int64_t rows, int64_t work) {
 // is cut into chunks fixed by the shape; a task takes one chunk, packs each
 // image's planes into per-thread buffers, keeps vector partial sums for every
 // weight, then sums lanes in order. Chunks are added in chunk order.
+// out[i] = sum over chunks of partial[chunk * total + i], always in chunk
+// order, so the result does not depend on how threads were scheduled.
+template <typename T>
+void sum_chunk_partials(const T* partial, int64_t chunks, int64_t total, T* out) {
+  at::parallel_for(0, total, grain_for(chunks * 64), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T v = partial[i];
+      for (int64_t chunk = 1; chunk < chunks; ++chunk) v += partial[chunk * total + i];
+      out[i] = v;
+    }
+  });
+}
+
 template <typename T>
 void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, const ConvShape& s, at::Tensor& gw) {
   const KernelsT<T>& kt = kern<T>();
@@ -635,15 +648,7 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
       }
     }
   });
-  T* out = gw.mutable_data_ptr<T>();
-  const int64_t total = s.K * items;
-  at::parallel_for(0, total, grain_for(nch * 64), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      T v = partial[i];
-      for (int64_t ch = 1; ch < nch; ++ch) v += partial[ch * total + i];
-      out[i] = v;
-    }
-  });
+  sum_chunk_partials(partial, nch, s.K * items, gw.mutable_data_ptr<T>());
 }
 
 // grad_weight for many output channels: register tiles of (channel, tap)
@@ -710,15 +715,7 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
         for (int64_t i = 0; i < items; ++i) dst[k * items + i] = scratch[i * kbs * NR + k - kb0 * NR];
     }
   });
-  T* out = gw.mutable_data_ptr<T>();
-  const int64_t total = s.K * items;
-  at::parallel_for(0, total, grain_for(nch * 64), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      T v = partial[i];
-      for (int64_t ch = 1; ch < nch; ++ch) v += partial[ch * total + i];
-      out[i] = v;
-    }
-  });
+  sum_chunk_partials(partial, nch, s.K * items, gw.mutable_data_ptr<T>());
 }
 
 template <typename T>
@@ -748,15 +745,7 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::
 }
 
 at::Tensor corr2d(const at::Tensor& x, const at::Tensor& k) {
-  check_corr2d(x, k);
-  ConvShape s;
-  s.N = s.C = s.K = 1;
-  s.H = x.size(0);
-  s.W = x.size(1);
-  s.R = k.size(0);
-  s.S = k.size(1);
-  s.P = s.H - s.R + 1;
-  s.Q = s.W - s.S + 1;
+  const ConvShape s = check_corr2d(x, k);
   return forward(x.view({1, 1, s.H, s.W}), k.view({1, 1, s.R, s.S}), std::nullopt, s, at::MemoryFormat::Contiguous)
       .reshape({s.P, s.Q});
 }

@@ -114,13 +114,8 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::
 
 at::Tensor corr2d(const at::Tensor& x, const at::Tensor& k) {
   const char* op = "convkit::corr2d";
-  check_corr2d(x, k);
+  const ConvShape s = check_corr2d(x, k);
   const c10::cuda::CUDAGuard guard(x.device());
-  ConvShape s;
-  s.N = s.C = s.K = 1;
-  s.H = x.size(0); s.W = x.size(1);
-  s.R = k.size(0); s.S = k.size(1);
-  s.P = s.H - s.R + 1; s.Q = s.W - s.S + 1;
   // 4-D views keep the operands' own strides: no copies.
   const at::Tensor x4 = x.unsqueeze(0).unsqueeze(0), k4 = k.unsqueeze(0).unsqueeze(0);
   at::Tensor y = at::empty({1, 1, s.P, s.Q}, x.options());
