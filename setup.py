@@ -26,6 +26,8 @@ class BuildPyWithSources(build_py):
         super().run()
         target = os.path.join(self.build_lib, "convkit", "_src")
         for folder in ("csrc", "cuda"):
+            if not os.path.isdir(os.path.join(ROOT, folder)):
+                continue
             dest = os.path.join(target, folder)
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(os.path.join(ROOT, folder), dest,

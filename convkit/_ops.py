@@ -45,12 +45,16 @@ def _build_on_import(root):
         print(f"convkit: compiling the C++{'/CUDA' if with_cuda else ''} kernels for torch {torch.__version__} "
               f"into {directory} (once; later imports load the cache)", file=sys.stderr)
     sources = _build.cpu_sources(root) + (_build.cuda_sources(root) if with_cuda else [])
+
+    def shell_quoted(flags):  # load() writes flags into a ninja file unquoted
+        return [flag.replace('"', '\\"') for flag in flags]
+
     cpp_extension.load(
         name="convkit_jit",
         sources=sources,
         extra_include_paths=_build.include_dirs(root),
-        extra_cflags=_build.cxx_flags(torch.__version__) + (["-DCONVKIT_WITH_CUDA=1"] if with_cuda else []),
-        extra_cuda_cflags=_build.nvcc_flags(torch.__version__) if with_cuda else None,
+        extra_cflags=shell_quoted(_build.cxx_flags(torch.__version__) + (["-DCONVKIT_WITH_CUDA=1"] if with_cuda else [])),
+        extra_cuda_cflags=shell_quoted(_build.nvcc_flags(torch.__version__)) if with_cuda else None,
         extra_ldflags=_build.link_flags(),
         build_directory=directory,
         is_python_module=False,

@@ -1,0 +1,178 @@
+"""conv2d forward and gradients against F.conv2d and the naive loop."""
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import convkit
+from convkit import reference
+from conftest import DEVICES, tolerance
+
+LAYOUTS = ["contiguous", "channels_last", "transposed", "sliced"]
+
+
+def in_layout(t, layout):
+    """The same values as t in another memory layout."""
+    if layout == "channels_last":
+        return t.contiguous(memory_format=torch.channels_last)
+    if layout == "transposed":
+        return t.transpose(2, 3).contiguous().transpose(2, 3)
+    if layout == "sliced":
+        big = torch.zeros(t.shape[0], t.shape[1] + 1, t.shape[2] + 2, t.shape[3] * 2, dtype=t.dtype, device=t.device)
+        view = big[:, 1:, 2:, ::2]
+        view.copy_(t)
+        return view
+    return t.contiguous()
+
+
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    depthwise = draw(st.booleans()) and groups > 1
+    c_per_group = 1 if depthwise else draw(st.integers(1, 4))
+    k_per_group = draw(st.integers(1, 4))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.sampled_from(["int", "pair", "same", "valid"]))
+    if padding == "same" and stride != (1, 1):
+        padding = "valid"
+    pad = {"int": draw(st.integers(0, 2)), "pair": (draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+           "same": "same", "valid": "valid"}[padding]
+    pad_pair = (0, 0) if isinstance(pad, str) else (pad, pad) if isinstance(pad, int) else pad
+    size = [max(1, d * (k - 1) + 1 - 2 * p) + draw(st.integers(0, 6)) for d, k, p in zip(dilation, kernel, pad_pair)]
+    return dict(n=draw(st.sampled_from([0, 1, 2, 3])), c=c_per_group * groups, k=k_per_group * groups, h=size[0],
+                w=size[1], kernel=kernel, stride=stride, padding=pad, dilation=dilation, groups=groups,
+                bias=draw(st.booleans()), layout=draw(st.sampled_from(LAYOUTS)), unbatched=draw(st.booleans()))
+
+
+def make_operands(cfg, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(cfg["n"], cfg["c"], cfg["h"], cfg["w"], generator=g, dtype=dtype).to(device)
+    w = torch.randn(cfg["k"], cfg["c"] // cfg["groups"], *cfg["kernel"], generator=g, dtype=dtype).to(device)
+    b = torch.randn(cfg["k"], generator=g, dtype=dtype).to(device) if cfg["bias"] else None
+    x = in_layout(x, cfg["layout"])
+    if cfg["unbatched"]:
+        x = x[0] if cfg["n"] > 0 else x.new_zeros(0)  # an empty batch has no unbatched form
+    return x, w, b
+
+
+def hyper(cfg):
+    return dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"], groups=cfg["groups"])
+
+
+def check_against_torch(cfg, dtype, device):
+    x, w, b = make_operands(cfg, dtype, device)
+    if x.numel() == 0 and x.dim() == 1:
+        return
+    leaves = [t.requires_grad_() for t in (x, w, b) if t is not None]
+    y = convkit.conv2d(x, w, b, **hyper(cfg))
+    y_ref = F.conv2d(x, w, b, **hyper(cfg))
+    torch.testing.assert_close(y, y_ref, **tolerance(dtype))
+    assert y.is_contiguous(memory_format=torch.channels_last) == y_ref.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(y_ref)
+    ours = torch.autograd.grad(y, leaves, grad, allow_unused=True)
+    theirs = torch.autograd.grad(y_ref, leaves, grad, allow_unused=True)
+    for a, e in zip(ours, theirs):
+        torch.testing.assert_close(a, e, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("device_name", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@given(cfg=conv_configs())
+def test_forward_and_gradients_match_torch(device_name, dtype, cfg):
+    check_against_torch(cfg, dtype, torch.device(device_name))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_naive_loop(device, seed):
+    g = torch.Generator().manual_seed(seed)
+    groups = [1, 2, 3][seed % 3]
+    x = torch.randn(2, 2 * groups, 7 + seed, 6, generator=g, dtype=torch.float64).to(device)
+    w = torch.randn(groups * 2, 2, 3, 2, generator=g, dtype=torch.float64).to(device)
+    b = torch.randn(groups * 2, generator=g, dtype=torch.float64).to(device)
+    args = dict(stride=(1 + seed % 2, 1), padding=(seed % 3, 1), dilation=(1, 1 + seed % 2), groups=groups)
+    torch.testing.assert_close(convkit.conv2d(x, w, b, **args), reference.conv2d(x, w, b, **args))
+
+
+def test_reference_loop_matches_torch():
+    """The ground truth itself is checked once against torch."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 4, 8, 7, generator=g, dtype=torch.float64)
+    w = torch.randn(6, 2, 3, 2, generator=g, dtype=torch.float64)
+    for padding in ("same", 1, (0, 2)):
+        torch.testing.assert_close(reference.conv2d(x, w, None, 1, padding, (2, 1), 2),
+                                   F.conv2d(x, w, None, 1, padding, (2, 1), 2))
+
+
+@pytest.mark.parametrize("kernel", [(2, 2), (4, 3), (3, 3)])
+def test_same_padding_even_kernels(device, kernel):
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, device=device)
+    w = torch.randn(4, 3, *kernel, dtype=torch.float64, device=device)
+    for dilation in (1, 2):
+        y = convkit.conv2d(x, w, padding="same", dilation=dilation)
+        assert y.shape[2:] == x.shape[2:]
+        torch.testing.assert_close(y, F.conv2d(x, w, padding="same", dilation=dilation))
+
+
+def test_gradcheck(device):
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64, device=device, requires_grad=True)
+    w = torch.randn(6, 2, 3, 2, dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, device=device, requires_grad=True)
+    for args in [dict(groups=2), dict(stride=2, padding=1, groups=2), dict(padding="same", dilation=2, groups=2)]:
+        assert torch.autograd.gradcheck(lambda *t: convkit.conv2d(*t, **args), (x, w, b))
+        assert torch.autograd.gradgradcheck(lambda *t: convkit.conv2d(*t, **args), (x, w, b))
+
+
+def test_conv2d_function(device):
+    x = torch.randn(2, 4, 7, 6, dtype=torch.float64, device=device, requires_grad=True)
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, device=device, requires_grad=True)
+    y = convkit.Conv2dFunction.apply(x, w, b, 2, (1, 0), 1, 2)
+    torch.testing.assert_close(y, F.conv2d(x, w, b, 2, (1, 0), 1, 2))
+    assert torch.autograd.gradcheck(lambda *t: convkit.Conv2dFunction.apply(*t, (1, 2), 1, (2, 1), 2), (x, w, b))
+    w_full = torch.randn(3, 4, 2, 2, dtype=torch.float64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: convkit.Conv2dFunction.apply(*t, None, 1, 0, 1, 1), (x, w_full))
+
+
+class BackwardMasks(TorchDispatchMode):
+    """Records the output_mask of every convkit::conv2d_backward call."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.convkit.conv2d_backward.default:
+            self.masks.append(list(args[7]))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("use_function", [False, True])
+@pytest.mark.parametrize("needs", [(False, True, True), (True, False, False), (False, False, True)])
+def test_backward_computes_only_requested_gradients(use_function, needs):
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=needs[0])
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=needs[1])
+    b = torch.randn(4, dtype=torch.float64, requires_grad=needs[2])
+    with BackwardMasks() as recorder:
+        if use_function:
+            y = convkit.Conv2dFunction.apply(x, w, b, 1, 1, 1, 1)
+        else:
+            y = convkit.conv2d(x, w, b, padding=1)
+        y.sum().backward()
+    assert recorder.masks == [list(needs)]
+    for t, wanted in zip((x, w, b), needs):
+        assert (t.grad is not None) == wanted
+
+
+def test_batch_zero_and_unbatched(device):
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, device=device, requires_grad=True)
+    x0 = torch.randn(0, 3, 8, 8, dtype=torch.float64, device=device, requires_grad=True)
+    y0 = convkit.conv2d(x0, w, padding=1)
+    assert y0.shape == (0, 4, 8, 8)
+    y0.sum().backward()
+    assert torch.equal(w.grad, torch.zeros_like(w))
+    x = torch.randn(3, 8, 8, dtype=torch.float64, device=device)
+    torch.testing.assert_close(convkit.conv2d(x, w), F.conv2d(x, w))
