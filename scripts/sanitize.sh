@@ -55,7 +55,7 @@ export LD_PRELOAD="$LIBASAN:$LIBSTDCXX${LD_PRELOAD:+:$LD_PRELOAD}"
 # allocator_may_return_null: a huge request must reach torch as a failed
 # allocation (a Python exception), as it does without ASan.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:halt_on_error=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:abort_on_error=1}
 export CONVKIT_SANITIZED=1
 cd "$SRC"
 
@@ -97,7 +97,12 @@ say "canaries: $library is instrumented; heap overflow and signed overflow are c
 # 4. The test suite.
 if [[ $# -eq 0 ]]; then set -- tests -m "not slow"; fi
 say "running: pytest $*"
+# --capture=sys: pytest captures Python's output only, so a sanitizer report
+# (written to file descriptor 2) reaches the log even when it stops the run.
 rc=0
-"$PYTHON" -m pytest -p no:cacheprovider "$@" || rc=$?
+"$PYTHON" -m pytest -p no:cacheprovider --capture=sys "$@" || rc=$?
+if [[ $rc -gt 128 ]]; then
+  say "FAILED: pytest was killed by signal $((rc - 128)); a sanitizer report above says where"
+fi
 say "pytest exit status $rc after $((SECONDS - start)) s in total"
 exit $rc
