@@ -173,7 +173,8 @@ def conv_calls(draw):
             groups = draw(bad_int)
         elif m in ("stride", "padding", "dilation"):
             values = {"stride": stride, "padding": padding, "dilation": dilation}[m]
-            values[draw(st.integers(0, 1))] = draw(bad_int)
+            if values:  # a list_length mutation may have emptied it
+                values[draw(st.integers(0, len(values) - 1))] = draw(bad_int)
         elif m == "list_length":
             name = draw(st.sampled_from(["stride", "padding", "dilation"]))
             values = draw(st.lists(st.integers(0, 3), max_size=4))

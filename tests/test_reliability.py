@@ -358,7 +358,8 @@ def test_output_beyond_int32_indexing():
     counts = torch.bincount(bucket, minlength=channels + 1).cumsum(0)[:channels].double()
     sums = torch.bincount(bucket, weights=plane.view(-1).double(), minlength=channels + 1).cumsum(0)[:channels]
     assert torch.equal(grad_b.double(), counts)
-    torch.testing.assert_close(grad_w.double().view(-1), sums, rtol=1e-5, atol=1e-3)
+    # a read from a neighbouring channel is off by 3 % or more; 1e-4 leaves room for float32 sums of 2**26 terms
+    torch.testing.assert_close(grad_w.double().view(-1), sums, rtol=1e-4, atol=1e-3)
     # grad_x[p] = the sum of w[k] over the channels that mark p
     suffix = torch.cat([w.view(-1).double().flip(0).cumsum(0).flip(0), torch.zeros(1, dtype=torch.float64)])
     error = (grad_x.view(-1).double() - suffix[bucket]).abs().max().item()
