@@ -40,6 +40,8 @@ LIBSTDCXX=$(runtime libstdc++.so)
 # 1. A scratch copy of the working tree (tracked and untracked, not ignored),
 #    mtimes kept so ninja only recompiles what changed.
 mkdir -p "$WORK/src"
+# drop what an earlier copy left (deleted files stay deleted), keep the build
+find "$WORK/src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
 (cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
    | while IFS= read -r -d '' f; do [[ -f "$f" ]] && printf '%s\0' "$f"; done \
    | tar --null -T - -cf -) | tar -C "$WORK/src" -xf -
@@ -56,7 +58,7 @@ export LD_PRELOAD="$LIBASAN:$LIBSTDCXX${LD_PRELOAD:+:$LD_PRELOAD}"
 # allocation (a Python exception), as it does without ASan.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:abort_on_error=1}
-export CONVKIT_SANITIZED=1
+export CONVKIT_SANITIZED=1  # lets a test skip what is pointless under the sanitizers
 cd "$SRC"
 
 # 3. Canaries. The library that `import convkit` loads here is the
