@@ -40,6 +40,8 @@ LIBSTDCXX=$(runtime libstdc++.so)
 # 1. A scratch copy of the working tree (tracked and untracked, not ignored),
 #    mtimes kept so ninja only recompiles what changed.
 mkdir -p "$WORK/src"
+# drop what an earlier copy left (deleted files stay deleted), keep the build
+find "$WORK/src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
 (cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
    | while IFS= read -r -d '' f; do [[ -f "$f" ]] && printf '%s\0' "$f"; done \
    | tar --null -T - -cf -) | tar -C "$WORK/src" -xf -
@@ -55,8 +57,8 @@ export LD_PRELOAD="$LIBASAN:$LIBSTDCXX${LD_PRELOAD:+:$LD_PRELOAD}"
 # allocator_may_return_null: a huge request must reach torch as a failed
 # allocation (a Python exception), as it does without ASan.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:halt_on_error=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export CONVKIT_SANITIZED=1
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:abort_on_error=1}
+export CONVKIT_SANITIZED=1  # lets a test skip what is pointless under the sanitizers
 cd "$SRC"
 
 # 3. Canaries. The library that `import convkit` loads here is the
@@ -97,7 +99,12 @@ say "canaries: $library is instrumented; heap overflow and signed overflow are c
 # 4. The test suite.
 if [[ $# -eq 0 ]]; then set -- tests -m "not slow"; fi
 say "running: pytest $*"
+# --capture=sys: pytest captures Python's output only, so a sanitizer report
+# (written to file descriptor 2) reaches the log even when it stops the run.
 rc=0
-"$PYTHON" -m pytest -p no:cacheprovider "$@" || rc=$?
+"$PYTHON" -m pytest -p no:cacheprovider --capture=sys "$@" || rc=$?
+if [[ $rc -gt 128 ]]; then
+  say "FAILED: pytest was killed by signal $((rc - 128)); a sanitizer report above says where"
+fi
 say "pytest exit status $rc after $((SECONDS - start)) s in total"
 exit $rc
