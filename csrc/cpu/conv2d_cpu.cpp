@@ -19,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -69,6 +70,17 @@ int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1)
 template <typename T>
 bool use_wide(int64_t vector_channels) {
   return vector_channels * 2 >= kern<T>().nr;
+}
+
+// Whether every value is finite: then products with padding zeros are exact
+// zeros, and kernels may skip them or add them as they find fastest.
+template <typename T>
+bool all_finite(const at::Tensor& values) {
+  const at::Tensor w = values.contiguous();
+  const T* p = w.const_data_ptr<T>();
+  bool finite = true;
+  for (int64_t i = 0; i < w.numel(); ++i) finite &= std::isfinite(p[i]);
+  return finite;
 }
 
 // ---------------------------------------------------------------------------
@@ -299,7 +311,7 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
 template <typename T>
 void run_plane_rows(const at::Tensor& src_any, PlaneLayout& lay, int64_t col_origin, int64_t Kout, int64_t G,
                     const at::Tensor& weight, const T* bias, T* out, int64_t Pout, int64_t Qout, int64_t R,
-                    int64_t S, int64_t row_step, int64_t dh, int64_t dw, int64_t row_origin) {
+                    int64_t S, int64_t row_step, int64_t dh, int64_t dw, int64_t row_origin, bool skip_zero_rows) {
   // Each task packs its (image, group) planes into a small per-thread buffer
   // and computes from there: the source is read once, no full-size copy.
   const at::Tensor src = src_any.contiguous();
@@ -331,8 +343,10 @@ void run_plane_rows(const at::Tensor& src_any, PlaneLayout& lay, int64_t col_ori
         off[(r * Cred + c) * S + t] = c * lay.plane() + r * dh * lay.width +
                                       (t * dw % lay.phases) * lay.rows * lay.width + t * dw / lay.phases;
   // Kernel rows whose input row holds data, per output row: [r_lo, r_hi).
-  std::vector<int64_t> r_lo(Pout), r_hi(Pout);
-  for (int64_t p = 0; p < Pout; ++p) {
+  // Skipping the others is exact only when no weight is Inf or NaN (0 * Inf
+  // must reach the sum, as in torch).
+  std::vector<int64_t> r_lo(Pout, 0), r_hi(Pout, R);
+  for (int64_t p = 0; skip_zero_rows && p < Pout; ++p) {
     const int64_t base = p * row_step + row_origin;
     r_lo[p] = std::min(R, std::max<int64_t>(0, ceil_div(std::max<int64_t>(0, lay.data_lo() - base), dh)));
     r_hi[p] = std::max(r_lo[p], std::min(R, floor_div(lay.data_hi() - 1 - base, dh) + 1));
@@ -380,7 +394,7 @@ void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::
   if (!y.is_contiguous()) y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
   run_plane_rows<T>(input, lay, 0, s.K, s.groups, weight,
                     bias.defined() ? bias.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), s.P, s.Q, s.R,
-                    s.S, s.stride_h, s.dil_h, s.dil_w, 0);
+                    s.S, s.stride_h, s.dil_h, s.dil_w, 0, all_finite<T>(weight));
 }
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
@@ -549,7 +563,41 @@ void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const 
   const at::Tensor wt = weight.reshape({G, Kg, Cg, s.R, s.S}).flip({3, 4}).transpose(1, 2).contiguous();
   gx = at::empty({s.N, s.C, s.H, s.W}, gy.options());
   run_plane_rows<T>(gy, lay, col_origin, s.C, G, wt, nullptr,
-                    gx.mutable_data_ptr<T>(), s.H, s.W, s.R, s.S, 1, s.dil_h, s.dil_w, row_origin);
+                    gx.mutable_data_ptr<T>(), s.H, s.W, s.R, s.S, 1, s.dil_h, s.dil_w, row_origin, true);
+}
+
+// grad_input by definition: every (output pixel, tap) pair scatters its one
+// product into the input pixel it read. It never multiplies a weight by the
+// zeros of padding or stride gaps, so Inf and NaN weights propagate exactly as
+// in torch; the fast kernels above serve all finite weights.
+template <typename T>
+void backward_input_exact(const at::Tensor& gy_any, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
+  const at::Tensor gyc = gy_any.contiguous(), wc = weight.contiguous();
+  const T* gy = gyc.const_data_ptr<T>();
+  const T* w = wc.const_data_ptr<T>();
+  gx = at::zeros({s.N, s.C, s.H, s.W}, gy_any.options());
+  T* out = gx.mutable_data_ptr<T>();
+  const int64_t Cg = s.C_per_group(), Kg = s.K_per_group();
+  at::parallel_for(0, s.N * s.C, grain_for(s.P * s.Q * Kg * s.R * s.S), [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t n = nc / s.C, c = nc % s.C, g = c / Cg;
+      T* plane = out + nc * s.H * s.W;
+      for (int64_t k = g * Kg; k < (g + 1) * Kg; ++k) {
+        const T* grad = gy + (n * s.K + k) * s.P * s.Q;
+        const T* taps = w + (k * Cg + c - g * Cg) * s.R * s.S;
+        for (int64_t r = 0; r < s.R; ++r)
+          for (int64_t p = 0; p < s.P; ++p) {
+            const int64_t h = p * s.stride_h + r * s.dil_h - s.pad_h;
+            if (h < 0 || h >= s.H) continue;
+            for (int64_t t = 0; t < s.S; ++t)
+              for (int64_t q = 0; q < s.Q; ++q) {
+                const int64_t x = q * s.stride_w + t * s.dil_w - s.pad_w;
+                if (x >= 0 && x < s.W) plane[h * s.W + x] += taps[r * s.S + t] * grad[p * s.Q + q];
+              }
+          }
+      }
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -655,6 +703,39 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
 // items x output-channel lanes, accumulated over the pixels of one reduction
 // chunk (input planar, grad_output channels-last). Tasks are (chunk, group);
 // each walks its rows in bands small enough to stay in L1.
+// grad_weight by definition: each tap's products with the padded input, zero
+// padding included (as torch computes it) and nothing past it, so Inf and NaN
+// propagate as in torch; the kernels above, whose vector lanes may pair a
+// value with a zero lane, serve all finite operands.
+template <typename T>
+void backward_weight_exact(const at::Tensor& gy_any, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
+  const at::Tensor gyc = gy_any.contiguous(), xc = input.contiguous();
+  const T* gy = gyc.const_data_ptr<T>();
+  const T* x = xc.const_data_ptr<T>();
+  T* out = gw.mutable_data_ptr<T>();
+  const int64_t Cg = s.C_per_group(), Kg = s.K_per_group();
+  at::parallel_for(0, s.K * Cg, grain_for(s.N * s.P * s.Q * s.R * s.S), [&](int64_t begin, int64_t end) {
+    for (int64_t kc = begin; kc < end; ++kc) {
+      const int64_t k = kc / Cg, c = (k / Kg) * Cg + kc % Cg;
+      for (int64_t r = 0; r < s.R; ++r)
+        for (int64_t t = 0; t < s.S; ++t) {
+          T total = 0;
+          for (int64_t n = 0; n < s.N; ++n)
+            for (int64_t p = 0; p < s.P; ++p) {
+              const int64_t h = p * s.stride_h + r * s.dil_h - s.pad_h;
+              for (int64_t q = 0; q < s.Q; ++q) {
+                const int64_t w = q * s.stride_w + t * s.dil_w - s.pad_w;
+                const bool inside = h >= 0 && h < s.H && w >= 0 && w < s.W;
+                const T value = inside ? x[((n * s.C + c) * s.H + h) * s.W + w] : T(0);
+                total += gy[((n * s.K + k) * s.P + p) * s.Q + q] * value;
+              }
+            }
+          out[(kc * s.R + r) * s.S + t] = total;
+        }
+    }
+  });
+}
+
 template <typename T>
 void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
   const KernelsT<T>& kt = kern<T>();
@@ -769,6 +850,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_input = at::empty(input.sizes(), input.options());
       } else if (empty_gy) {
         grad_input = at::zeros(input.sizes(), input.options());
+      } else if (!all_finite<scalar_t>(weight)) {
+        backward_input_exact<scalar_t>(grad_output, weight, s, grad_input);
       } else if (use_wide<scalar_t>(s.C_per_group())) {
         backward_input_wide<scalar_t>(grad_output, weight, s, input.suggest_memory_format(), grad_input);
       } else {
@@ -781,7 +864,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_weight = at::zeros(weight.sizes(), weight.options());
       } else {
         grad_weight = at::empty(weight.sizes(), weight.options());
-        if (use_wide<scalar_t>(s.K_per_group()))
+        if (!all_finite<scalar_t>(grad_output) || !all_finite<scalar_t>(input))
+          backward_weight_exact<scalar_t>(grad_output, input, s, grad_weight);
+        else if (use_wide<scalar_t>(s.K_per_group()))
           backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);
         else
           backward_weight<scalar_t>(grad_output, input, s, grad_weight);
