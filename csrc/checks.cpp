@@ -108,13 +108,17 @@ ConvShape check_corr2d(const at::Tensor& x, const at::Tensor& k) {
   return s;
 }
 
-void check_grad_output(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
-                       const ConvShape& s) {
+ConvShape check_conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                int64_t groups) {
+  const char* op = "convkit::conv2d_backward";
+  const ConvShape s = check_conv2d(op, input, weight, std::nullopt, stride, padding, dilation, groups);
   check_same_kind(op, "grad_output", input, grad_output);
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == s.N && grad_output.size(1) == s.K &&
                   grad_output.size(2) == s.P && grad_output.size(3) == s.Q,
               op, ": expected grad_output of size [", s.N, ", ", s.K, ", ", s.P, ", ", s.Q, "], but got ",
               grad_output.sizes());
+  return s;
 }
 
 at::MemoryFormat output_memory_format(const at::Tensor& input, const at::Tensor& weight) {

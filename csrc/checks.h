@@ -19,9 +19,11 @@ ConvShape check_conv2d(const char* op, const at::Tensor& input, const at::Tensor
 // single-image, single-channel convolution.
 ConvShape check_corr2d(const at::Tensor& x, const at::Tensor& k);
 
-// Checks that grad_output has the shape the forward pass produced.
-void check_grad_output(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
-                       const ConvShape& shape);
+// Validates a conv2d_backward call: the forward's arguments, and a
+// grad_output of the shape, dtype and device the forward produced.
+ConvShape check_conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                int64_t groups);
 
 // Output (and gradient) layout follows torch's rule: channels_last when either
 // operand suggests it.

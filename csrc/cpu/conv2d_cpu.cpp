@@ -835,9 +835,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
                                                               const at::Tensor& weight, at::IntArrayRef stride,
                                                               at::IntArrayRef padding, at::IntArrayRef dilation,
                                                               int64_t groups, std::array<bool, 3> output_mask) {
-  const char* op = "convkit::conv2d_backward";
-  const ConvShape s = check_conv2d(op, input, weight, std::nullopt, stride, padding, dilation, groups);
-  check_grad_output(op, grad_output, input, s);
+  const ConvShape s = check_conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups);
   // Gradients nobody asked for come back as empty tensors and cost nothing.
   at::Tensor grad_input = at::empty({0}, input.options());
   at::Tensor grad_weight = at::empty({0}, input.options());

@@ -127,8 +127,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
                                                               at::IntArrayRef padding, at::IntArrayRef dilation,
                                                               int64_t groups, std::array<bool, 3> output_mask) {
   const char* op = "convkit::conv2d_backward";
-  const ConvShape s = check_conv2d(op, input, weight, std::nullopt, stride, padding, dilation, groups);
-  check_grad_output(op, grad_output, input, s);
+  const ConvShape s = check_conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups);
   const c10::cuda::CUDAGuard guard(input.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(input.device().index()).stream();
   const Options opt = options();
