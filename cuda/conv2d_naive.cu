@@ -37,11 +37,12 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(ConvShape s, const T*
       const T* wc = w + k * ws.n + c * ws.c;
       for (int64_t r = 0; r < s.R; ++r) {
         const int64_t ih = p * s.stride_h - s.pad_h + r * s.dil_h;
-        if (ih < 0 || ih >= s.H) continue;
+        const bool row_inside = ih >= 0 && ih < s.H;
         for (int64_t u = 0; u < s.S; ++u) {
           const int64_t iw = q * s.stride_w - s.pad_w + u * s.dil_w;
-          if (iw < 0 || iw >= s.W) continue;
-          acc += to_acc(xc[ih * xs.h + iw * xs.w]) * to_acc(wc[r * ws.h + u * ws.w]);
+          // Padding is a zero that is multiplied, not skipped: 0 * Inf is NaN, as by definition.
+          const A xv = row_inside && iw >= 0 && iw < s.W ? to_acc(xc[ih * xs.h + iw * xs.w]) : A(0);
+          acc += xv * to_acc(wc[r * ws.h + u * ws.w]);
         }
       }
     }
@@ -110,9 +111,9 @@ __global__ void __launch_bounds__(kThreads) backward_weight_kernel(ConvShape s, 
     const int64_t p = np % s.P, n = np / s.P;
     const int64_t ih = p * s.stride_h - s.pad_h + r * s.dil_h;
     const int64_t iw = q * s.stride_w - s.pad_w + u * s.dil_w;
-    if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
-    acc += to_acc(gy[n * gys.n + k * gys.c + p * gys.h + q * gys.w]) *
-           to_acc(x[n * xs.n + (g * Cg + c) * xs.c + ih * xs.h + iw * xs.w]);
+    const bool inside = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;  // padding: a multiplied zero
+    const A xv = inside ? to_acc(x[n * xs.n + (g * Cg + c) * xs.c + ih * xs.h + iw * xs.w]) : A(0);
+    acc += to_acc(gy[n * gys.n + k * gys.c + p * gys.h + q * gys.w]) * xv;
   }
   acc = block_sum(acc);
   if (threadIdx.x == 0) gw[k * gws.n + c * gws.c + r * gws.h + u * gws.w] = from_acc<T>(acc);

@@ -21,5 +21,28 @@ def device(request):
     return torch.device(request.param)
 
 
+@pytest.fixture(autouse=True)
+def exact_float32_on_cuda():
+    """torch's CUDA conv and matmul may use TF32 by default (10-bit mantissa):
+    comparisons need exact float32, so it is off unless a test turns it on."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def assert_same_format(actual, expected):
+    """convkit's output layout follows torch's rule: channels_last when the
+    input or the weight suggests it. Two deliberate exceptions are not
+    compared: empty results (torch's strides there depend on its internal
+    path) and float64 on CUDA, where cuDNN falls back to NCHW while convkit
+    keeps the caller's channels_last layout."""
+    if expected.dim() != 4 or expected.numel() == 0 or (expected.is_cuda and expected.dtype == torch.float64):
+        return
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        assert actual.is_contiguous(memory_format=fmt) == expected.is_contiguous(memory_format=fmt), (
+            f"output strides {actual.stride()} do not follow torch's {expected.stride()}")
+
+
 def tolerance(dtype):
     return {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}

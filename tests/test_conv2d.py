@@ -8,7 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import convkit
 from convkit import reference
-from conftest import DEVICES, tolerance
+from conftest import DEVICES, assert_same_format, tolerance
 
 LAYOUTS = ["contiguous", "channels_last", "transposed", "sliced"]
 
@@ -71,7 +71,7 @@ def check_against_torch(cfg, dtype, device):
     y = convkit.conv2d(x, w, b, **hyper(cfg))
     y_ref = F.conv2d(x, w, b, **hyper(cfg))
     torch.testing.assert_close(y, y_ref, **tolerance(dtype))
-    assert y.is_contiguous(memory_format=torch.channels_last) == y_ref.is_contiguous(memory_format=torch.channels_last)
+    assert_same_format(y, y_ref)
     grad = torch.randn_like(y_ref)
     ours = torch.autograd.grad(y, leaves, grad, allow_unused=True)
     theirs = torch.autograd.grad(y_ref, leaves, grad, allow_unused=True)

@@ -52,16 +52,6 @@ def config_id(cfg):
     return f"{n}x{c}x{h}x{w}-k{k}x{r}x{s}-s{stride}-p{padding}-d{dilation}-g{groups}{'-b' if bias else ''}"
 
 
-@pytest.fixture(autouse=True)
-def exact_float32():
-    """TF32 off unless a test turns it on; restored afterwards."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
 @pytest.fixture
 def algo(request, monkeypatch):
     monkeypatch.setenv("CONVKIT_CUDA_ALGO", request.param)
@@ -158,6 +148,32 @@ def test_corr2d(dtype):
     assert relative_error(out, ref) <= TOLERANCE[dtype]
     out.sum().backward()
     assert X.grad.shape == X.shape and K.grad.shape == K.shape
+
+
+@pytest.mark.parametrize("algo", ALGOS, indirect=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_padding_times_inf_is_nan(dtype, algo):
+    """Every kernel family multiplies the zero padding, as the definition
+    does (torch's own backends differ here): an Inf weight tap that lands on
+    padding gives NaN in the output, an Inf in grad_output NaN in grad_weight."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 32, 7, 7, generator=gen)
+    w = torch.randn(32, 32, 3, 3, generator=gen) / 8
+    w[3, 5, 0, 0] = float("inf")
+    gy = torch.randn(2, 32, 7, 7, generator=gen)
+    gy[1, 4, 0, 6] = float("-inf")
+    x, w, gy = (t.to(dtype) for t in (x, w, gy))  # the same values on both sides
+    ws = w.cuda().requires_grad_()
+    out = convkit.conv2d(x.cuda(), ws, padding=1)
+    ours = out, torch.autograd.grad(out, ws, gy.cuda())[0]
+    # Reference: the padding made explicit, so torch multiplies its zeros whatever its backend.
+    ws = w.double().requires_grad_()
+    out = F.conv2d(F.pad(x.double(), (1, 1, 1, 1)), ws)
+    theirs = out, torch.autograd.grad(out, ws, gy.double())[0]
+    results = [tuple(t.double().cpu() for t in ours), theirs]
+    for ours, theirs in zip(*results):
+        for mask in (torch.isnan, torch.isposinf, torch.isneginf):
+            assert torch.equal(mask(ours), mask(theirs))
 
 
 def test_tf32_flag_is_honoured(monkeypatch):
@@ -267,7 +283,7 @@ def test_more_than_2_31_elements(channels):
     """64-bit indexing: input and output each hold more than 2^31 - 1 elements
     (float16; about 4.3 GB each). Windows at both far corners are checked
     against torch on small crops."""
-    side = math.isqrt(2**31 // channels) + 2
+    side = math.isqrt((2**31 - 1) // channels) + 3  # the output, side - 2 square, passes 2^31 too
     assert channels * side * side > 2**31 - 1
     free, _ = torch.cuda.mem_get_info()
     if free < 40 * 2**30:

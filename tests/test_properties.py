@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import convkit
+from conftest import assert_same_format
 
 THOROUGH = os.environ.get("CONVKIT_HYPOTHESIS_PROFILE", "") == "thorough"
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
@@ -128,15 +129,6 @@ def operand(shape, layout, dtype, device, seed, requires_grad):
     leaf = torch.randn(leaf_shape(shape, layout), generator=generator(seed), dtype=dtype).to(device)
     leaf.requires_grad_(requires_grad)
     return leaf
-
-
-def assert_same_format(actual, expected):
-    if expected.numel() == 0:  # torch returns empty results contiguous whatever the operands' layout
-        return
-    for fmt in (torch.contiguous_format, torch.channels_last):
-        if expected.dim() == 4:
-            assert actual.is_contiguous(memory_format=fmt) == expected.is_contiguous(memory_format=fmt), (
-                f"output strides {actual.stride()} do not follow torch's {expected.stride()}")
 
 
 # Parity with F.conv2d -------------------------------------------------------------

@@ -60,7 +60,9 @@ def test_gradgradcheck_nn_conv2d(device, padding_mode):
     def f(x, weight, bias):
         return torch.func.functional_call(layer, {"weight": weight, "bias": bias}, (x,))
 
-    assert gradgradcheck(f, (x, params["weight"], params["bias"]), fast_mode=True)
+    # torch's reflection-pad backward on CUDA sums with atomics: allow its last-bit jitter
+    nondet_tol = 1e-12 if x.is_cuda else 0.0
+    assert gradgradcheck(f, (x, params["weight"], params["bias"]), fast_mode=True, nondet_tol=nondet_tol)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -125,7 +127,10 @@ def test_nan_and_inf_propagate_like_torch(device, config, where):
         w = sprinkle(w, 4, fraction=0.02)
     if where in ("bias", "all") and b is not None:
         b = sprinkle(b, 5, fraction=0.3)
-    assert_same_specials(convkit.conv2d(x, w, b, **hyper), F.conv2d(x, w, b, **hyper))
+    # The reference is torch on the CPU, which forms every padding product:
+    # on CUDA torch drops some 0 * Inf products, depending on cuDNN's algorithm.
+    expected = F.conv2d(x.cpu(), w.cpu(), None if b is None else b.cpu(), **hyper)
+    assert_same_specials(convkit.conv2d(x, w, b, **hyper).cpu(), expected)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -134,13 +139,14 @@ def test_nan_and_inf_propagate_through_gradients(device, config):
     x, w, b, hyper = random_operands(config, device=device, seed=6)
     x, w = sprinkle(x, 7, fraction=0.02), sprinkle(w, 8, fraction=0.02)
     results = []
-    for conv in (convkit.conv2d, F.conv2d):
-        leaves = [t.detach().requires_grad_() for t in (x, w, b) if t is not None]
+    # torch's reference runs on the CPU (see test_nan_and_inf_propagate_like_torch)
+    for conv, where in ((convkit.conv2d, device), (F.conv2d, "cpu")):
+        leaves = [t.detach().to(where).requires_grad_() for t in (x, w, b) if t is not None]
         out = conv(*leaves[:2], leaves[2] if b is not None else None, **hyper)
         grad_output = sprinkle(torch.ones_like(out), 9, fraction=0.02)
         results.append(torch.autograd.grad(out, leaves, grad_output))
     for ours, theirs in zip(*results):
-        assert_same_specials(ours, theirs)
+        assert_same_specials(ours.cpu(), theirs)
 
 
 @pytest.mark.parametrize("device", DEVICES)
