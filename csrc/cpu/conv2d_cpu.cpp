@@ -19,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -73,13 +74,21 @@ bool use_wide(int64_t vector_channels) {
 }
 
 // Whether every value is finite: then products with padding zeros are exact
-// zeros, and kernels may skip them or add them as they find fastest.
+// zeros, and kernels may skip them or add them as they find fastest. A block
+// holding Inf or NaN has a non-finite sum; finite values whose sum overflows
+// only send the caller to its exact (slower) path.
 template <typename T>
 bool all_finite(const at::Tensor& values) {
-  const at::Tensor w = values.contiguous();
-  const T* p = w.const_data_ptr<T>();
-  bool finite = true;
-  for (int64_t i = 0; i < w.numel(); ++i) finite &= std::isfinite(p[i]);
+  const at::Tensor dense = values.is_non_overlapping_and_dense() ? values : values.contiguous();
+  const T* p = dense.const_data_ptr<T>();
+  const int64_t n = dense.numel(), block = 1 << 14;
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, ceil_div(n, block), grain_for(block), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end && finite.load(std::memory_order_relaxed); ++b) {
+      const int64_t lo = b * block;
+      if (!std::isfinite(kern<T>().sum(p + lo, std::min(block, n - lo)))) finite = false;
+    }
+  });
   return finite;
 }
 
@@ -129,7 +138,9 @@ int64_t plane_span(int64_t Q, int64_t lanes, int64_t Kgrp) {
 // One source plane (H x W, contiguous) into its layout slot `plane`.
 template <typename T>
 void pack_plane(const T* in, int64_t H, int64_t W, const PlaneLayout& lay, T* plane) {
-  std::memset(plane, 0, sizeof(T) * lay.plane());
+  // Zeroed row by row: one large memset may use cache-bypassing stores, and
+  // the writes below would then miss on every line.
+  for (int64_t row = 0; row < lay.phases * lay.rows; ++row) std::memset(plane + row * lay.width, 0, sizeof(T) * lay.width);
   for (int64_t h = 0; h < H; ++h) {
     const T* src_row = in + h * W;
     const int64_t row = h * lay.row_step + lay.row0;
@@ -137,9 +148,18 @@ void pack_plane(const T* in, int64_t H, int64_t W, const PlaneLayout& lay, T* pl
       std::memcpy(plane + row * lay.width + lay.col0, src_row, sizeof(T) * W);
       continue;
     }
-    for (int64_t w = 0; w < W; ++w) {
-      const int64_t c = w * lay.col_step + lay.col0;
-      plane[((c % lay.phases) * lay.rows + row) * lay.width + c / lay.phases] = src_row[w];
+    T* dst = plane + row * lay.width;
+    if (lay.col_step == 1) {
+      // Stride phases: phase ph holds columns c = col0 + w with c % phases == ph, at c / phases.
+      for (int64_t ph = 0; ph < lay.phases; ++ph) {
+        const int64_t first = lay.col0 + (ph - lay.col0 % lay.phases + lay.phases) % lay.phases;
+        T* out = dst + ph * lay.rows * lay.width + first / lay.phases;
+        for (int64_t w = first - lay.col0; w < W; w += lay.phases) *out++ = src_row[w];
+      }
+    } else {
+      // Zero insertion (layouts never combine it with phases): column col0 + w * col_step.
+      T* out = dst + lay.col0;
+      for (int64_t w = 0; w < W; ++w) out[w * lay.col_step] = src_row[w];
     }
   }
 }
@@ -780,11 +800,14 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
         const int64_t n = row / s.P, p = row % s.P;
         a.rows = std::min({band, row_end - row, s.P - p});
         a.x = x + n * xn + gi * Cg * xc + p * s.stride_h * xh;
-        for (int64_t j = 0; j < items; j += MR) {
-          a.item_off = item_off.data() + j;
-          a.m = std::min(MR, items - j);
-          for (int64_t kb = kb0; kb < kb1; ++kb) {
-            a.gy = g + (n * s.P + p) * s.Q * Ko + gi * Kpad + kb * NR;
+        // One output-channel tile at a time: its band of grad_output (one
+        // cache line per pixel) stays in L1 while every item group reuses it;
+        // the input band streams from L2 in order.
+        for (int64_t kb = kb0; kb < kb1; ++kb) {
+          a.gy = g + (n * s.P + p) * s.Q * Ko + gi * Kpad + kb * NR;
+          for (int64_t j = 0; j < items; j += MR) {
+            a.item_off = item_off.data() + j;
+            a.m = std::min(MR, items - j);
             a.acc = scratch.data() + j * kbs * NR + (kb - kb0) * NR;
             kt.wide_wgrad(a);
           }
