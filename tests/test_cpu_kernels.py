@@ -1,7 +1,8 @@
 """convkit's CPU kernels against F.conv2d: forward and all three gradients over
 random shapes that reach every kernel family (wide channels-last tiles, planar
-rows, stride phases, tails). CI runs this file twice: as is and with
-CONVKIT_CPU_ISA=generic (the portable build of the same kernels)."""
+rows, stride phases, tails). CI runs this file with the widest kernels the
+CPU has and again with CONVKIT_CPU_ISA=avx2 and =generic (narrower builds of
+the same kernel source)."""
 import os
 import subprocess
 import sys
@@ -138,21 +139,40 @@ def test_bitwise_independent_of_thread_count():
         assert torch.equal(a, b) and torch.equal(b, c)
 
 
-def test_generic_isa_agrees():
-    """The portable kernels (forced with CONVKIT_CPU_ISA=generic) agree with this process's."""
+def _isa_available(isa):
+    if isa == "generic":
+        return True
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    need = {"avx2": ["avx2", "fma"], "avx512": ["avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq"]}[isa]
+    return all(f" {flag}" in flags for flag in need)
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_every_isa_agrees(isa):
+    """Each kernel build (forced with CONVKIT_CPU_ISA) agrees with this process's."""
+    if not _isa_available(isa):
+        pytest.skip(f"this CPU has no {isa}")
     here = os.path.dirname(os.path.abspath(__file__))
     code = ("import sys, torch\n"
             "sys.path.insert(0, sys.argv[2])\n"
             "from test_cpu_kernels import _grads\n"
-            "assert torch.ops.convkit._cpu_isa() == 'generic'\n"
+            "assert torch.ops.convkit._cpu_isa() == sys.argv[3], torch.ops.convkit._cpu_isa()\n"
             "torch.save(_grads(torch.float64), sys.argv[1])\n")
-    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"convkit_generic_{os.getpid()}.pt")
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"convkit_{isa}_{os.getpid()}.pt")
     # The child imports the same convkit as this process.
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(convkit.__file__)))
-    env = dict(os.environ, CONVKIT_CPU_ISA="generic",
+    env = dict(os.environ, CONVKIT_CPU_ISA=isa,
                PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    subprocess.run([sys.executable, "-c", code, path, here], check=True, env=env)
+    subprocess.run([sys.executable, "-c", code, path, here, isa], check=True, env=env)
     theirs = torch.load(path)
     os.remove(path)
     for a, b in zip(_grads(torch.float64), theirs):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_unknown_isa_is_refused():
+    env = dict(os.environ, CONVKIT_CPU_ISA="sse9",
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(convkit.__file__))))
+    code = "import torch, convkit; torch.ops.convkit.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2), None, [1, 1], [0, 0], [1, 1], 1)"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "CONVKIT_CPU_ISA must be avx512, avx2 or generic" in result.stderr

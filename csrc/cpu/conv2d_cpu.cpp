@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "../checks.h"
@@ -34,11 +35,16 @@ namespace cpu {
 const KernelTable& kernels() {
   static const KernelTable* table = [] {
     const char* isa = std::getenv("CONVKIT_CPU_ISA");
-    const bool generic = isa && std::strcmp(isa, "generic") == 0;
+    const std::string cap = isa ? isa : "avx512";
+    TORCH_CHECK(cap == "avx512" || cap == "avx2" || cap == "generic",
+                "CONVKIT_CPU_ISA must be avx512, avx2 or generic; got '", cap, "'");
 #if defined(__x86_64__) || defined(__i386__)
-    if (!generic && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &kernels_avx2();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    if (cap == "avx512" && avx512) return &kernels_avx512();
+    if (cap != "generic" && avx2) return &kernels_avx2();
 #endif
-    (void)generic;
     return &kernels_generic();
   }();
   return *table;

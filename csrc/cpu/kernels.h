@@ -1,5 +1,6 @@
 // Torch-free interface between the torch glue (conv2d_cpu.cpp) and the
-// ISA-specific kernel translation units (kernels_avx2.cpp, kernels_generic.cpp).
+// ISA-specific kernel translation units (kernels_avx512.cpp, kernels_avx2.cpp,
+// kernels_generic.cpp).
 // Every kernel is a plain function reached through a KernelTable, so code
 // compiled for AVX2 never leaks into callers that run on other CPUs.
 #pragma once
@@ -114,7 +115,9 @@ struct KernelTable {
 
 const KernelTable& kernels_generic();
 const KernelTable& kernels_avx2();
-// AVX2+FMA when the CPU has it and CONVKIT_CPU_ISA is not "generic".
+const KernelTable& kernels_avx512();
+// The widest the CPU has (avx512, avx2, generic), or a narrower one named by
+// CONVKIT_CPU_ISA (generic or avx2).
 const KernelTable& kernels();
 
 

@@ -1,7 +1,10 @@
 // The kernel source shared by every ISA translation unit. The includer defines
 // CONVKIT_ISA_NS (the namespace everything lands in) and, before including,
 // selects the target ISA (e.g. `#pragma GCC target("avx2,fma")`). GCC vector
-// extensions make the same source compile to AVX2+FMA or to SSE2 pairs.
+// extensions make the same source compile to AVX-512, AVX2+FMA or SSE2 pairs.
+// CONVKIT_WIDE_VEC_BYTES (default 32) is the vector width of the wide
+// kernels and CONVKIT_WIDE_MR (default 6) their pixels (or items) per tile;
+// the plane kernels always use 32-byte vectors (their rows are narrow).
 //
 // No standard-library templates are used here on purpose: an inline template
 // instantiated under AVX2 could be picked by the linker for a generic caller.
@@ -10,41 +13,48 @@
 
 #include "kernels.h"
 
+#ifndef CONVKIT_WIDE_VEC_BYTES
+#define CONVKIT_WIDE_VEC_BYTES 32
+#endif
+#ifndef CONVKIT_WIDE_MR
+#define CONVKIT_WIDE_MR 6
+#endif
+
 namespace convkit {
 namespace cpu {
 namespace CONVKIT_ISA_NS {
 namespace {
 
-constexpr int kVecBytes = 32;
+constexpr int kVecBytes = 32;                      // plane kernels and sums
+constexpr int kWideBytes = CONVKIT_WIDE_VEC_BYTES;  // wide kernels
+// A wide tile is 64 bytes of output channels (16 floats, 8 doubles) whatever
+// the vector width, so packed weights and the glue's choices do not depend on the ISA.
+constexpr int kTileBytes = 64;
 
-template <typename T>
+template <typename T, int Bytes = kVecBytes>
 struct Vec {
-  typedef T type __attribute__((vector_size(kVecBytes)));
-  static constexpr int L = kVecBytes / sizeof(T);
+  typedef T type __attribute__((vector_size(Bytes)));
+  static constexpr int L = Bytes / sizeof(T);
 };
 
-template <typename T>
-using V = typename Vec<T>::type;
+template <typename T, int Bytes = kVecBytes>
+using V = typename Vec<T, Bytes>::type;
 
-template <typename T>
-inline V<T> loadu(const T* p) {
-  V<T> v;
+template <typename T, int Bytes = kVecBytes>
+inline V<T, Bytes> loadu(const T* p) {
+  V<T, Bytes> v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
 
-template <typename T>
-inline void storeu(T* p, V<T> v) {
+template <typename T, int Bytes = kVecBytes>
+inline void storeu(T* p, V<T, Bytes> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-template <typename T>
-inline V<T> splat(T x) {
-  if constexpr (Vec<T>::L == 8) {
-    return V<T>{x, x, x, x, x, x, x, x};
-  } else {
-    return V<T>{x, x, x, x};
-  }
+template <typename T, int Bytes = kVecBytes>
+inline V<T, Bytes> splat(T x) {
+  return V<T, Bytes>{} + x;
 }
 
 // Lanes summed in index order: a fixed order, so results never depend on the caller.
@@ -68,20 +78,28 @@ inline void store_partial(T* p, V<T> v, int64_t n) {
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // ---------------------------------------------------------------------------
-// Wide tile: M pixels x 2 vectors of output channels, 2*M accumulators.
-constexpr int kMR = 6;
+// Wide tile: M pixels x NV vectors (one 64-byte tile) of output channels.
+constexpr int kMR = CONVKIT_WIDE_MR;
+
+template <typename T>
+struct Wide {
+  static constexpr int L = Vec<T, kWideBytes>::L;
+  static constexpr int NV = kTileBytes / kWideBytes;
+  using type = V<T, kWideBytes>;
+};
 
 template <typename T, int M>
 void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, const int64_t* pix_out) {
-  constexpr int L = Vec<T>::L;
-  V<T> acc0[M], acc1[M];
-  const V<T> i0 = a.init ? loadu(a.init) : V<T>{};
-  const V<T> i1 = a.init ? loadu(a.init + L) : V<T>{};
+  constexpr int L = Wide<T>::L, NV = Wide<T>::NV, NR = L * NV;
+  using W = typename Wide<T>::type;
+  W acc[M][NV], init[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) init[v] = a.init ? loadu<T, kWideBytes>(a.init + v * L) : W{};
   int64_t po[M];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int j = 0; j < M; ++j) {
-    acc0[j] = a.acc_in ? loadu(a.acc_in + (first + j) * 2 * L) : i0;
-    acc1[j] = a.acc_in ? loadu(a.acc_in + (first + j) * 2 * L + L) : i1;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[j][v] = a.acc_in ? loadu<T, kWideBytes>(a.acc_in + (first + j) * NR + v * L) : init[v];
     po[j] = pix_in[j];
   }
   const T* w = a.w;
@@ -89,107 +107,107 @@ void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, con
   for (int64_t t = 0; t < a.ntaps; ++t) {
     const T* src = a.in + a.tap_off[t];
     for (int64_t c = 0; c < C; ++c) {
-      const V<T> w0 = loadu(w), w1 = loadu(w + L);
-      w += 2 * L;
-#pragma GCC unroll 8
+      W wv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) wv[v] = loadu<T, kWideBytes>(w + v * L);
+      w += NR;
+#pragma GCC unroll 16
       for (int j = 0; j < M; ++j) {
-        const V<T> b = splat(src[po[j]]);
-        acc0[j] += b * w0;
-        acc1[j] += b * w1;
+        const T b = src[po[j]];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[j][v] += b * wv[v];
       }
       src += cs;
     }
   }
   if (a.acc_out) {  // partial sums, continued by a later call
-#pragma GCC unroll 8
-    for (int j = 0; j < M; ++j) {
-      storeu(a.acc_out + (first + j) * 2 * L, acc0[j]);
-      storeu(a.acc_out + (first + j) * 2 * L + L, acc1[j]);
-    }
+#pragma GCC unroll 16
+    for (int j = 0; j < M; ++j)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) storeu<T, kWideBytes>(a.acc_out + (first + j) * NR + v * L, acc[j][v]);
     return;
   }
-  if (a.out_lane == 1 && a.nr_valid == 2 * L) {
-#pragma GCC unroll 8
-    for (int j = 0; j < M; ++j) {
-      storeu(a.out + pix_out[j], acc0[j]);
-      storeu(a.out + pix_out[j] + L, acc1[j]);
-    }
+  if (a.out_lane == 1 && a.nr_valid == NR) {
+#pragma GCC unroll 16
+    for (int j = 0; j < M; ++j)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) storeu<T, kWideBytes>(a.out + pix_out[j] + v * L, acc[j][v]);
     return;
   }
   // Scattered store (e.g. NCHW output): cheap next to the reduction.
-  T tile[M][2 * L];
-#pragma GCC unroll 8
-  for (int j = 0; j < M; ++j) {
-    storeu(tile[j], acc0[j]);
-    storeu(tile[j] + L, acc1[j]);
-  }
+  T tile[M][NR];
+#pragma GCC unroll 16
+  for (int j = 0; j < M; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) storeu<T, kWideBytes>(tile[j] + v * L, acc[j][v]);
   for (int j = 0; j < M; ++j) {
     T* dst = a.out + pix_out[j];
     for (int64_t l = 0; l < a.nr_valid; ++l) dst[l * a.out_lane] = tile[j][l];
   }
 }
 
+// The tile kernel for exactly m (1..M) pixels.
+template <typename T, int M>
+void wide_tile_upto(const WideTile<T>& a, int64_t first, int64_t m) {
+  if constexpr (M > 1) {
+    if (m < M) return wide_tile_upto<T, M - 1>(a, first, m);
+  }
+  wide_tile_m<T, M>(a, first, a.pix_in + first, a.pix_out + first);
+}
+
 template <typename T>
 void wide_tile(const WideTile<T>& a) {
-  for (int64_t q = 0; q < a.npix; q += kMR) {
-    const int64_t* pi = a.pix_in + q;
-    const int64_t* po = a.pix_out + q;
-    switch (min64(kMR, a.npix - q)) {
-      case 6: wide_tile_m<T, 6>(a, q, pi, po); break;
-      case 5: wide_tile_m<T, 5>(a, q, pi, po); break;
-      case 4: wide_tile_m<T, 4>(a, q, pi, po); break;
-      case 3: wide_tile_m<T, 3>(a, q, pi, po); break;
-      case 2: wide_tile_m<T, 2>(a, q, pi, po); break;
-      default: wide_tile_m<T, 1>(a, q, pi, po); break;
-    }
-  }
+  for (int64_t q = 0; q < a.npix; q += kMR) wide_tile_upto<T, kMR>(a, q, min64(kMR, a.npix - q));
 }
 
 // ---------------------------------------------------------------------------
-// Wide grad_weight tile: M (channel, tap) items x 2 vectors of output channels.
+// Wide grad_weight tile: M (channel, tap) items x one 64-byte tile of output channels.
 template <typename T, int M>
 void wide_wgrad_m(const WideWgrad<T>& a) {
-  constexpr int L = Vec<T>::L;
-  V<T> acc0[M], acc1[M];
+  constexpr int L = Wide<T>::L, NV = Wide<T>::NV;
+  using W = typename Wide<T>::type;
+  W acc[M][NV];
   int64_t off[M];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int j = 0; j < M; ++j) {
-    acc0[j] = loadu(a.acc + j * a.acc_item);
-    acc1[j] = loadu(a.acc + j * a.acc_item + L);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[j][v] = loadu<T, kWideBytes>(a.acc + j * a.acc_item + v * L);
     off[j] = a.item_off[j];
   }
   for (int64_t row = 0; row < a.rows; ++row) {
     const T* x = a.x + row * a.x_row;
     const T* g = a.gy + row * a.gy_row;
     for (int64_t col = 0; col < a.cols; ++col) {
-      const V<T> g0 = loadu(g), g1 = loadu(g + L);
-#pragma GCC unroll 8
+      W gv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) gv[v] = loadu<T, kWideBytes>(g + v * L);
+#pragma GCC unroll 16
       for (int j = 0; j < M; ++j) {
-        const V<T> b = splat(x[off[j]]);
-        acc0[j] += b * g0;
-        acc1[j] += b * g1;
+        const T b = x[off[j]];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[j][v] += b * gv[v];
       }
       x += a.x_col;
       g += a.gy_col;
     }
   }
-#pragma GCC unroll 8
-  for (int j = 0; j < M; ++j) {
-    storeu(a.acc + j * a.acc_item, acc0[j]);
-    storeu(a.acc + j * a.acc_item + L, acc1[j]);
+#pragma GCC unroll 16
+  for (int j = 0; j < M; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) storeu<T, kWideBytes>(a.acc + j * a.acc_item + v * L, acc[j][v]);
+}
+
+template <typename T, int M>
+void wide_wgrad_upto(const WideWgrad<T>& a) {
+  if constexpr (M > 1) {
+    if (a.m < M) return wide_wgrad_upto<T, M - 1>(a);
   }
+  wide_wgrad_m<T, M>(a);
 }
 
 template <typename T>
 void wide_wgrad(const WideWgrad<T>& a) {
-  switch (a.m) {
-    case 6: wide_wgrad_m<T, 6>(a); break;
-    case 5: wide_wgrad_m<T, 5>(a); break;
-    case 4: wide_wgrad_m<T, 4>(a); break;
-    case 3: wide_wgrad_m<T, 3>(a); break;
-    case 2: wide_wgrad_m<T, 2>(a); break;
-    default: wide_wgrad_m<T, 1>(a); break;
-  }
+  wide_wgrad_upto<T, kMR>(a);
 }
 
 // ---------------------------------------------------------------------------
@@ -340,7 +358,7 @@ KernelsT<T> make_kernels() {
   KernelsT<T> k;
   k.lanes = Vec<T>::L;
   k.mr = kMR;
-  k.nr = 2 * Vec<T>::L;
+  k.nr = kTileBytes / sizeof(T);
   k.wide_tile = &wide_tile<T>;
   k.wide_wgrad = &wide_wgrad<T>;
   k.plane_row = &plane_row<T>;

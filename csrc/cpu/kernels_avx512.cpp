@@ -1,0 +1,26 @@
+// AVX-512 build of the kernels: the wide kernels hold one 16-float tile row
+// in a single 512-bit register and keep 12 tile rows in flight (32 vector
+// registers), a third of the AVX2 build's instructions per FMA; the plane
+// kernels keep 256-bit vectors. Chosen at run time only on CPUs with
+// AVX-512F/VL/BW/DQ (see kernels() in conv2d_cpu.cpp).
+#if defined(__x86_64__)
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+#define CONVKIT_ISA_NS avx512
+#define CONVKIT_ISA_NAME "avx512"
+#define CONVKIT_WIDE_VEC_BYTES 64
+#define CONVKIT_WIDE_MR 12
+#include "kernels_impl.h"
+
+namespace convkit {
+namespace cpu {
+const KernelTable& kernels_avx512() { return avx512::table(); }
+}  // namespace cpu
+}  // namespace convkit
+#else
+#include "kernels.h"
+namespace convkit {
+namespace cpu {
+const KernelTable& kernels_avx512() { return kernels_avx2(); }
+}  // namespace cpu
+}  // namespace convkit
+#endif
