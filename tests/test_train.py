@@ -45,7 +45,8 @@ def test_help_lists_every_flag(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--epochs", "--lr", "--batch-size", "--conv", "--modern", "--device", "--data-dir", "--threads",
-                 "--seed", "--limit", "--metrics-json", "--plot", "--save", "--compare", "--ddp", "--quiet"):
+                 "--seed", "--limit", "--metrics-json", "--plot", "--save", "--compare", "--ddp", "--quiet",
+                 "--schedule"):
         assert flag in out
 
 
@@ -53,6 +54,21 @@ def test_defaults_are_the_books():
     args = train.build_parser().parse_args([])
     assert (args.epochs, args.batch_size, args.conv, args.modern, args.seed) == (10, 256, "convkit", False, 0)
     assert args.lr is None and train.BOOK_LR == 0.9  # None: 0.9 for the book's net, MODERN_LR with --modern
+    assert args.schedule is None  # None: constant for the book's net, cosine with --modern
+
+
+def test_cosine_schedule_decays_to_zero(tmp_path, data_dir, capsys):
+    """--modern decays the rate per step to 0 by the last step; the book's run keeps it constant."""
+    for argv, schedule in ((["--modern"], "cosine"), ([], "constant"), (["--modern", "--schedule", "constant"], "constant")):
+        metrics = tmp_path / "m.json"
+        code, _, _ = run(capsys, "--data-dir", data_dir, "--epochs", 2, "--batch-size", 64, "--limit", 128,
+                         "--metrics-json", metrics, *argv)
+        m = json.loads(metrics.read_text())
+        assert code == 0 and m["schedule"] == schedule
+        if schedule == "cosine":
+            assert 0 < m["lr_end"][0] < m["lr"] and abs(m["lr_end"][1]) < 1e-9
+        else:
+            assert m["lr_end"] == [m["lr"], m["lr"]]
 
 
 def test_metrics_plot_and_saved_weights(tmp_path, data_dir, capsys):
