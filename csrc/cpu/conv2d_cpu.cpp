@@ -262,15 +262,18 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
   // (they are then reused by every tile of a band): [g][kb][cblock][tap][c][NR].
   const int64_t nblk = ceil_div(Cg, std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * NR * RS)));
   const int64_t Cb = ceil_div(Cg, nblk);  // even blocks
-  std::vector<T> wpack(G * Kpad * Cg * RS, T(0)), bpack;
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t k = 0; k < Kg; ++k)
-      for (int64_t c = 0; c < Cg; ++c)
-        for (int64_t t = 0; t < RS; ++t) {
-          const int64_t c0 = c / Cb * Cb, cn = std::min(Cb, Cg - c0);
-          wpack[(g * KB + k / NR) * RS * Cg * NR + (c0 * RS + t * cn + (c - c0)) * NR + k % NR] =
-              wsrc[((g * Kg + k) * Cg + c) * RS + t];
-        }
+  std::vector<T> wpack(G * Kpad * Cg * RS), bpack;
+  // Written in order, one (group, channel tile) per task: large layers pack in parallel.
+  at::parallel_for(0, G * KB, grain_for(Cg * RS * NR), [&](int64_t begin, int64_t end) {
+    for (int64_t gk = begin; gk < end; ++gk) {
+      const int64_t g = gk / KB, k0 = gk % KB * NR;
+      T* dst = wpack.data() + gk * RS * Cg * NR;
+      for (int64_t c0 = 0; c0 < Cg; c0 += Cb)
+        for (int64_t t = 0; t < RS; ++t)
+          for (int64_t c = c0; c < std::min(Cg, c0 + Cb); ++c)
+            for (int64_t k = k0; k < k0 + NR; ++k) *dst++ = k < Kg ? wsrc[((g * Kg + k) * Cg + c) * RS + t] : T(0);
+    }
+  });
   if (bias.defined()) {
     bpack.assign(G * Kpad, T(0));
     const T* bsrc = bias.const_data_ptr<T>();
@@ -287,8 +290,9 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
   T* out = y.mutable_data_ptr<T>();
   // Tasks are bands of output rows of one image; tiles run across the rows of
   // a band, so narrow outputs waste no tile slots at row ends.
-  const int64_t band = std::min(s.P, std::max<int64_t>(1, 96 / s.Q));
-  const int64_t bands = ceil_div(s.P, band);
+  // Bands of even height (14 rows: 5, 5, 4 rather than 6, 6, 2) keep static task ranges balanced.
+  const int64_t bands = ceil_div(s.P, std::min(s.P, std::max<int64_t>(1, 96 / s.Q)));
+  const int64_t band = ceil_div(s.P, bands);
   std::vector<int64_t> pix_in(band * s.Q), pix_out(band * s.Q);
   for (int64_t i = 0; i < band; ++i)
     for (int64_t q = 0; q < s.Q; ++q) {
@@ -510,18 +514,24 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
     for (int64_t b = 0; b < sw; ++b) {
       const int64_t ph = a * sw + b;
       const int64_t nt = ah.taps[a].size() * aw.taps[b].size();
-      packed[ph].assign(G * CB * nt * Kg * NR, T(0));
-      int64_t t = 0;
+      packed[ph].resize(G * CB * nt * Kg * NR);
+      std::vector<int64_t> tap_w;  // each tap's (r, s) offset inside a weight's R x S
       for (size_t i = 0; i < ah.taps[a].size(); ++i)
-        for (size_t j = 0; j < aw.taps[b].size(); ++j, ++t) {
+        for (size_t j = 0; j < aw.taps[b].size(); ++j) {
           tap_off[ph].push_back(ah.offs[a][i] * bp + aw.offs[b][j] * bq);
-          const int64_t r = ah.taps[a][i], sx = aw.taps[b][j];
-          for (int64_t g = 0; g < G; ++g)
-            for (int64_t k = 0; k < Kg; ++k)
-              for (int64_t c = 0; c < Cg; ++c)
-                packed[ph][(((g * CB + c / NR) * nt + t) * Kg + k) * NR + c % NR] =
-                    w[(((g * Kg + k) * Cg + c) * s.R + r) * s.S + sx];
+          tap_w.push_back(ah.taps[a][i] * s.S + aw.taps[b][j]);
         }
+      // Written in order [g][cb][tap][k][NR lanes of c], one (group, channel tile) per task.
+      at::parallel_for(0, G * CB, grain_for(nt * Kg * NR), [&](int64_t begin, int64_t end) {
+        for (int64_t gc = begin; gc < end; ++gc) {
+          const int64_t g = gc / CB, c0 = gc % CB * NR;
+          T* dst = packed[ph].data() + gc * nt * Kg * NR;
+          for (int64_t t = 0; t < nt; ++t)
+            for (int64_t k = 0; k < Kg; ++k)
+              for (int64_t c = c0; c < c0 + NR; ++c)
+                *dst++ = c < Cg ? w[((g * Kg + k) * Cg + c) * s.R * s.S + tap_w[t]] : T(0);
+        }
+      });
     }
 
   gx = at::empty({s.N, s.C, s.H, s.W}, gy.options().memory_format(format));
