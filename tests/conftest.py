@@ -12,6 +12,16 @@ settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True
 settings.register_profile("thorough", max_examples=1000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("CONVKIT_HYPOTHESIS_PROFILE", "ci"))
+THOROUGH = os.environ.get("CONVKIT_HYPOTHESIS_PROFILE", "") == "thorough"
+
+
+def budget(examples):
+    """Hypothesis settings for a property test: `examples` per run (10x and
+    random in a thorough run), no deadline, the failing blob printed."""
+    return settings(max_examples=examples * (10 if THOROUGH else 1), derandomize=not THOROUGH,
+                    database=None, deadline=None, print_blob=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much])
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 

@@ -9,18 +9,17 @@ the checks and the kernels behind them are exercised. The oracle is
 F.conv2d where a call is cheap, and integer arithmetic on the geometry where
 it would need more memory than any machine has.
 """
-import os
 
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, assume, event, given, note, settings
+from hypothesis import assume, event, given, note
 from hypothesis import strategies as st
 
 import convkit
+from conftest import budget
 
 ops = torch.ops.convkit
-THOROUGH = os.environ.get("CONVKIT_HYPOTHESIS_PROFILE", "") == "thorough"
 ERRORS = (RuntimeError, ValueError, TypeError)
 SUPPORTED = (torch.float32, torch.float64)
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8,
@@ -31,12 +30,6 @@ HUGE = [2**31 - 1, 2**31, 2**32 + 1, 2**40, 2**61, 2**62, 2**63 - 1, -(2**63), -
 # machine can allocate it, so the only right answer is an exception.
 CHEAP, IMPOSSIBLE = 2**22, 2**45
 
-
-def budget(examples):
-    return settings(max_examples=examples * (10 if THOROUGH else 1), derandomize=not THOROUGH,
-                    database=None, deadline=None, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
 
 
 # Building blocks ---------------------------------------------------------------

@@ -6,30 +6,22 @@ The budget is small and the search derandomized by default, so CI is
 reproducible; CONVKIT_HYPOTHESIS_PROFILE=thorough runs ten times as many fresh
 random examples.
 """
-import os
 
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import convkit
-from conftest import assert_same_format
+from conftest import assert_same_format, budget
 
-THOROUGH = os.environ.get("CONVKIT_HYPOTHESIS_PROFILE", "") == "thorough"
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 DTYPES = [torch.float32, torch.float64]
 # float64 is held to near machine precision; float32 to what a different
 # summation order can cost over a few hundred terms.
 TOLERANCE = {torch.float64: dict(rtol=1e-9, atol=1e-10), torch.float32: dict(rtol=1e-4, atol=2e-4)}
 
-
-def budget(examples):
-    return settings(max_examples=examples * (10 if THOROUGH else 1), derandomize=not THOROUGH,
-                    database=None, deadline=None, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
 
 
 def generator(seed):
