@@ -122,7 +122,7 @@ def test_seed_changes_batch_order(tmp_path, data_dir, capsys):
 
 def test_modern_learns(tmp_path, data_dir, capsys):
     metrics = tmp_path / "m.json"
-    code, out, _ = run(capsys, "--data-dir", data_dir, "--modern", "--epochs", 2, "--limit", 320, "--batch-size", 16,
+    code, out, _ = run(capsys, "--data-dir", data_dir, "--modern", "--epochs", 4, "--limit", 640, "--batch-size", 32,
                        "--metrics-json", metrics)
     m = json.loads(metrics.read_text())
     assert m["lr"] == train.MODERN_LR
