@@ -247,90 +247,164 @@ at::Tensor padded_input(const at::Tensor& x, int64_t ph, int64_t pw) {
   return pack_planes<T>(x, lay).view({x.size(0), x.size(1), lay.rows, lay.width});
 }
 
+// Wide tiles over a grid of output pixels: for each image, rows x cols
+// pixels whose source pixel advances by in_row / in_col and whose output by
+// out_row / out_col, with Cred reduction channels and Kout outputs per group.
+// Source reads are in + tap + channel * in_chan; the weights are packed by
+// pack_wide_weights. Used by the forward pass and by each stride phase of grad_input.
 template <typename T>
-void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
-                  at::Tensor& y) {
-  const KernelsT<T>& kt = kern<T>();
-  const int64_t NR = kt.nr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
-  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR;
-  const at::Tensor xb = padded_input<T>(input, s.pad_h, s.pad_w);
-  const int64_t xn = xb.stride(0), xc = xb.stride(1), xh = xb.stride(2), xw = xb.stride(3);
-  // Weights packed [g][kb][tap][c][NR lanes], zero lanes past Kg; bias padded alike.
-  const at::Tensor wc = weight.contiguous();
-  const T* wsrc = wc.const_data_ptr<T>();
-  // The reduction runs in blocks of channels whose packed weights fit in L1
-  // (they are then reused by every tile of a band): [g][kb][cblock][tap][c][NR].
-  const int64_t nblk = ceil_div(Cg, std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * NR * RS)));
-  const int64_t Cb = ceil_div(Cg, nblk);  // even blocks
-  std::vector<T> wpack(G * Kpad * Cg * RS), bpack;
-  // Written in order, one (group, channel tile) per task: large layers pack in parallel.
-  at::parallel_for(0, G * KB, grain_for(Cg * RS * NR), [&](int64_t begin, int64_t end) {
+struct WideGrid {
+  const T* in;
+  int64_t in_n, in_chan, in_row, in_col;
+  std::vector<int64_t> taps;
+  T* out;
+  int64_t out_n, out_chan, out_row, out_col;
+  int64_t N, rows, cols, groups, Cred, Kout;
+  const T* bias;  // groups * round_up(Kout, NR) values, or null
+};
+
+// Reduction channels per block: a block's packed weights fit in L1 and are
+// reused by every tile of a band. Blocks are even.
+template <typename T>
+int64_t wide_channel_block(int64_t Cred, int64_t ntaps) {
+  const int64_t fit = std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * kern<T>().nr * std::max<int64_t>(1, ntaps)));
+  return ceil_div(Cred, ceil_div(Cred, fit));
+}
+
+// A weight tensor seen as (group, output k, reduction channel c, tap t):
+// element at src[g * g_stride + k * k_stride + c * c_stride + tap[t]].
+template <typename T>
+struct WeightView {
+  const T* src;
+  int64_t g_stride, k_stride, c_stride;
+  std::vector<int64_t> tap;
+};
+
+// Weights for run_wide, packed [g][output tile][channel block][tap][c][NR lanes]
+// with zero lanes past Kout.
+template <typename T>
+at::Tensor pack_wide_weights(int64_t G, int64_t Kout, int64_t Cred, const WeightView<T>& w, const at::TensorOptions& options) {
+  const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR), ntaps = w.tap.size();
+  const int64_t Cb = wide_channel_block<T>(Cred, ntaps);
+  at::Tensor packed = at::empty({G * KB * NR * Cred * ntaps}, options);
+  at::parallel_for(0, G * KB, grain_for(Cred * ntaps * NR), [&](int64_t begin, int64_t end) {
     for (int64_t gk = begin; gk < end; ++gk) {
-      const int64_t g = gk / KB, k0 = gk % KB * NR;
-      T* dst = wpack.data() + gk * RS * Cg * NR;
-      for (int64_t c0 = 0; c0 < Cg; c0 += Cb)
-        for (int64_t t = 0; t < RS; ++t)
-          for (int64_t c = c0; c < std::min(Cg, c0 + Cb); ++c)
-            for (int64_t k = k0; k < k0 + NR; ++k) *dst++ = k < Kg ? wsrc[((g * Kg + k) * Cg + c) * RS + t] : T(0);
+      const int64_t g = gk / KB, k0 = gk % KB * NR, lanes = std::min(NR, Kout - k0);
+      const T* src = w.src + g * w.g_stride + k0 * w.k_stride;
+      const int64_t ks = w.k_stride, cs = w.c_stride;
+      const int64_t* tap = w.tap.data();
+      T* tile = packed.mutable_data_ptr<T>() + gk * ntaps * Cred * NR;
+      for (int64_t c0 = 0; c0 < Cred; c0 += Cb) {
+        // One channel block (its packed weights fit in L1): the source is read
+        // in its own order, the block is written in any order.
+        const int64_t len = std::min(Cb, Cred - c0);
+        T* dst = tile + c0 * ntaps * NR;
+        auto put = [&](int64_t k, int64_t c) {
+          const T* from = src + k * ks + (c0 + c) * cs;
+          for (int64_t t = 0; t < ntaps; ++t) dst[(t * len + c) * NR + k] = from[tap[t]];
+        };
+        if (ks >= cs) {  // a lane's weights for the block are one run in memory
+          for (int64_t k = 0; k < lanes; ++k)
+            for (int64_t c = 0; c < len; ++c) put(k, c);
+        } else {
+          for (int64_t c = 0; c < len; ++c)
+            for (int64_t k = 0; k < lanes; ++k) put(k, c);
+        }
+        for (int64_t i = 0; lanes < NR && i < ntaps * len; ++i) std::fill(dst + i * NR + lanes, dst + (i + 1) * NR, T(0));
+      }
     }
   });
-  if (bias.defined()) {
-    bpack.assign(G * Kpad, T(0));
-    const T* bsrc = bias.const_data_ptr<T>();
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t k = 0; k < Kg; ++k) bpack[g * Kpad + k] = bsrc[g * Kg + k];
-  }
-  std::vector<int64_t> taps(RS);
-  for (int64_t r = 0; r < s.R; ++r)
-    for (int64_t t = 0; t < s.S; ++t) taps[r * s.S + t] = r * s.dil_h * xh + t * s.dil_w * xw;
-  const int64_t yn = y.stride(0), yk = y.stride(1), yp = y.stride(2), yq = y.stride(3);
-  const T* x = xb.const_data_ptr<T>();
-  const T* w = wpack.data();
-  const T* b = bias.defined() ? bpack.data() : nullptr;
-  T* out = y.mutable_data_ptr<T>();
+  return packed;
+}
+
+template <typename T>
+void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t NR = kt.nr, G = grid.groups, Cred = grid.Cred, ntaps = grid.taps.size();
+  const int64_t Kpad = round_up(grid.Kout, NR), KB = Kpad / NR;
+  const int64_t Cb = wide_channel_block<T>(Cred, ntaps), nblk = ceil_div(Cred, Cb);
   // Tasks are bands of output rows of one image; tiles run across the rows of
   // a band, so narrow outputs waste no tile slots at row ends.
   // Bands of even height (14 rows: 5, 5, 4 rather than 6, 6, 2) keep static task ranges balanced.
-  const int64_t bands = ceil_div(s.P, std::min(s.P, std::max<int64_t>(1, 96 / s.Q)));
-  const int64_t band = ceil_div(s.P, bands);
-  std::vector<int64_t> pix_in(band * s.Q), pix_out(band * s.Q);
+  const int64_t bands = ceil_div(grid.rows, std::min(grid.rows, std::max<int64_t>(1, 96 / grid.cols)));
+  const int64_t band = ceil_div(grid.rows, bands);
+  std::vector<int64_t> pix_in(band * grid.cols), pix_out(band * grid.cols);
   for (int64_t i = 0; i < band; ++i)
-    for (int64_t q = 0; q < s.Q; ++q) {
-      pix_in[i * s.Q + q] = i * s.stride_h * xh + q * s.stride_w * xw;
-      pix_out[i * s.Q + q] = i * yp + q * yq;
+    for (int64_t q = 0; q < grid.cols; ++q) {
+      pix_in[i * grid.cols + q] = i * grid.in_row + q * grid.in_col;
+      pix_out[i * grid.cols + q] = i * grid.out_row + q * grid.out_col;
     }
-  // Units are (image, band, group, channel block), channel block fastest, so
-  // a thread reuses a band's input across blocks and small batches still
-  // split evenly.
+  // Units are (image, band, group, output tile), output tile fastest, so a
+  // thread reuses a band's input across tiles and small batches still split evenly.
   const int64_t GK = G * KB;
-  at::parallel_for(0, s.N * bands * GK, grain_for(band * s.Q * NR * Cg * RS), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, grid.N * bands * GK, grain_for(band * grid.cols * NR * Cred * ntaps), [&](int64_t begin, int64_t end) {
     WideTile<T> a;
     a.pix_in = pix_in.data();
     a.pix_out = pix_out.data();
-    a.in_chan = xc;
-    a.tap_off = taps.data();
-    a.ntaps = RS;
-    a.C = Cg;
-    a.out_lane = yk;
-    std::vector<T> acc(nblk > 1 ? band * s.Q * NR : 0);
+    a.in_chan = grid.in_chan;
+    a.tap_off = grid.taps.data();
+    a.ntaps = ntaps;
+    a.out_lane = grid.out_chan;
+    std::vector<T> acc(nblk > 1 ? band * grid.cols * NR : 0);
     for (int64_t u = begin; u < end; ++u) {
       const int64_t gk = u % GK, nb = u / GK, g = gk / KB, kb = gk % KB;
       const int64_t n = nb / bands, p = nb % bands * band;
-      a.npix = std::min(band, s.P - p) * s.Q;
-      a.out = out + n * yn + (g * Kg + kb * NR) * yk + p * yp;
-      a.nr_valid = std::min(NR, Kg - kb * NR);
-      a.init = b ? b + g * Kpad + kb * NR : nullptr;
+      a.npix = std::min(band, grid.rows - p) * grid.cols;
+      a.out = grid.out + n * grid.out_n + (g * grid.Kout + kb * NR) * grid.out_chan + p * grid.out_row;
+      a.nr_valid = std::min(NR, grid.Kout - kb * NR);
+      a.init = grid.bias ? grid.bias + g * Kpad + kb * NR : nullptr;
       for (int64_t blk = 0; blk < nblk; ++blk) {
         const int64_t c0 = blk * Cb;
-        a.C = std::min(Cb, Cg - c0);
-        a.in = x + n * xn + p * s.stride_h * xh + (g * Cg + c0) * xc;
-        a.w = w + (g * KB + kb) * RS * Cg * NR + c0 * RS * NR;
+        a.C = std::min(Cb, Cred - c0);
+        a.in = grid.in + n * grid.in_n + p * grid.in_row + (g * Cred + c0) * grid.in_chan;
+        a.w = packed.const_data_ptr<T>() + (g * KB + kb) * ntaps * Cred * NR + c0 * ntaps * NR;
         a.acc_in = blk > 0 ? acc.data() : nullptr;
         a.acc_out = blk + 1 < nblk ? acc.data() : nullptr;
         kt.wide_tile(a);
       }
     }
   });
+}
+
+template <typename T>
+void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
+                  at::Tensor& y) {
+  const int64_t NR = kern<T>().nr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
+  const at::Tensor xb = padded_input<T>(input, s.pad_h, s.pad_w);
+  const int64_t xh = xb.stride(2), xw = xb.stride(3);
+  const at::Tensor wc = weight.contiguous();
+  WeightView<T> view{wc.const_data_ptr<T>(), Kg * Cg * RS, Cg * RS, RS, {}};
+  for (int64_t t = 0; t < RS; ++t) view.tap.push_back(t);
+  const at::Tensor packed = pack_wide_weights<T>(G, Kg, Cg, view, weight.options());
+  std::vector<T> bpack;
+  if (bias.defined()) {
+    const int64_t Kpad = round_up(Kg, NR);
+    bpack.assign(G * Kpad, T(0));
+    const T* bsrc = bias.const_data_ptr<T>();
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t k = 0; k < Kg; ++k) bpack[g * Kpad + k] = bsrc[g * Kg + k];
+  }
+  WideGrid<T> grid;
+  grid.in = xb.const_data_ptr<T>();
+  grid.in_n = xb.stride(0);
+  grid.in_chan = xb.stride(1);
+  grid.in_row = s.stride_h * xh;
+  grid.in_col = s.stride_w * xw;
+  for (int64_t r = 0; r < s.R; ++r)
+    for (int64_t t = 0; t < s.S; ++t) grid.taps.push_back(r * s.dil_h * xh + t * s.dil_w * xw);
+  grid.out = y.mutable_data_ptr<T>();
+  grid.out_n = y.stride(0);
+  grid.out_chan = y.stride(1);
+  grid.out_row = y.stride(2);
+  grid.out_col = y.stride(3);
+  grid.N = s.N;
+  grid.rows = s.P;
+  grid.cols = s.Q;
+  grid.groups = G;
+  grid.Cred = Cg;
+  grid.Kout = Kg;
+  grid.bias = bias.defined() ? bpack.data() : nullptr;
+  run_wide(grid, packed);
 }
 
 // Runs plane rows: out (N, Kout, Pout, Qout) planes from the planes of `src`
@@ -450,9 +524,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std:
 template <typename T>
 void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::MemoryFormat format,
                          at::Tensor& gx) {
-  const KernelsT<T>& kt = kern<T>();
-  const int64_t NR = kt.nr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
-  const int64_t Cpad = round_up(Cg, NR), CB = Cpad / NR;
+  const int64_t G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
   const int64_t sh = s.stride_h, sw = s.stride_w;
 
   // Per phase and axis: the valid taps, their offsets into grad_output, and the
@@ -504,78 +576,44 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
   }
   const int64_t bn = gyb.stride(0), bk = gyb.stride(1), bp = gyb.stride(2), bq = gyb.stride(3);
 
-  // Per (phase a, phase b): tap offsets and weights packed [g][cb][tap][k][NR lanes of c].
+  gx = at::empty({s.N, s.C, s.H, s.W}, gy.options().memory_format(format));
+  const int64_t xh = gx.stride(2), xw = gx.stride(3);
   const at::Tensor wc = weight.contiguous();
   const T* w = wc.const_data_ptr<T>();
-  const int64_t nphase = sh * sw;
-  std::vector<std::vector<int64_t>> tap_off(nphase);
-  std::vector<std::vector<T>> packed(nphase);
+  // Phase (a, b) holds grad_input pixels (a + sh*i - pad_h, b + sw*j - pad_w)
+  // for i, j in the axes' ranges: a grid of its own, with its own taps and
+  // transposed weights (reduction over grad_output channels k, outputs c).
   for (int64_t a = 0; a < sh; ++a)
     for (int64_t b = 0; b < sw; ++b) {
-      const int64_t ph = a * sw + b;
-      const int64_t nt = ah.taps[a].size() * aw.taps[b].size();
-      packed[ph].resize(G * CB * nt * Kg * NR);
-      std::vector<int64_t> tap_w;  // each tap's (r, s) offset inside a weight's R x S
+      if (ah.lo[a] > ah.hi[a] || aw.lo[b] > aw.hi[b]) continue;
+      WideGrid<T> grid;
+      // Transposed weights: outputs c, reduction over k; taps are (r, s) offsets inside a weight's R x S.
+      WeightView<T> view{w, Kg * Cg * s.R * s.S, s.R * s.S, Cg * s.R * s.S, {}};
       for (size_t i = 0; i < ah.taps[a].size(); ++i)
         for (size_t j = 0; j < aw.taps[b].size(); ++j) {
-          tap_off[ph].push_back(ah.offs[a][i] * bp + aw.offs[b][j] * bq);
-          tap_w.push_back(ah.taps[a][i] * s.S + aw.taps[b][j]);
+          grid.taps.push_back(ah.offs[a][i] * bp + aw.offs[b][j] * bq);
+          view.tap.push_back(ah.taps[a][i] * s.S + aw.taps[b][j]);
         }
-      // Written in order [g][cb][tap][k][NR lanes of c], one (group, channel tile) per task.
-      at::parallel_for(0, G * CB, grain_for(nt * Kg * NR), [&](int64_t begin, int64_t end) {
-        for (int64_t gc = begin; gc < end; ++gc) {
-          const int64_t g = gc / CB, c0 = gc % CB * NR;
-          T* dst = packed[ph].data() + gc * nt * Kg * NR;
-          for (int64_t t = 0; t < nt; ++t)
-            for (int64_t k = 0; k < Kg; ++k)
-              for (int64_t c = c0; c < c0 + NR; ++c)
-                *dst++ = c < Cg ? w[((g * Kg + k) * Cg + c) * s.R * s.S + tap_w[t]] : T(0);
-        }
-      });
+      const at::Tensor packed = pack_wide_weights<T>(G, Cg, Kg, view, weight.options());
+      grid.in = gyb.const_data_ptr<T>() + (ah.border_lo + ah.lo[a]) * bp + (aw.border_lo + aw.lo[b]) * bq;
+      grid.in_n = bn;
+      grid.in_chan = bk;
+      grid.in_row = bp;
+      grid.in_col = bq;
+      grid.out = gx.mutable_data_ptr<T>() + (a + sh * ah.lo[a] - s.pad_h) * xh + (b + sw * aw.lo[b] - s.pad_w) * xw;
+      grid.out_n = gx.stride(0);
+      grid.out_chan = gx.stride(1);
+      grid.out_row = sh * xh;
+      grid.out_col = sw * xw;
+      grid.N = s.N;
+      grid.rows = ah.hi[a] - ah.lo[a] + 1;
+      grid.cols = aw.hi[b] - aw.lo[b] + 1;
+      grid.groups = G;
+      grid.Cred = Kg;
+      grid.Kout = Cg;
+      grid.bias = nullptr;
+      run_wide(grid, packed);
     }
-
-  gx = at::empty({s.N, s.C, s.H, s.W}, gy.options().memory_format(format));
-  const int64_t xn = gx.stride(0), xc = gx.stride(1), xh = gx.stride(2), xw = gx.stride(3);
-  const T* g_in = gyb.const_data_ptr<T>();
-  T* out = gx.mutable_data_ptr<T>();
-  // Pixel offsets along one row of phase b (grad_output steps 1, grad_input steps sw).
-  std::vector<std::vector<int64_t>> pin(sw), pout(sw);
-  for (int64_t b = 0; b < sw; ++b)
-    for (int64_t j = 0; j <= aw.hi[b] - aw.lo[b]; ++j) {
-      pin[b].push_back(j * bq);
-      pout[b].push_back(j * sw * xw);
-    }
-  at::parallel_for(0, s.N * s.H, grain_for(s.W * Cpad * s.K * s.R * s.S / (sh * sw)), [&](int64_t begin, int64_t end) {
-    WideTile<T> t;
-    t.in_chan = bk;
-    t.C = Kg;
-    t.out_lane = xc;
-    t.init = nullptr;
-    t.acc_in = nullptr;
-    t.acc_out = nullptr;
-    for (int64_t nh = begin; nh < end; ++nh) {
-      const int64_t n = nh / s.H, h = nh % s.H;
-      const int64_t a = (h + s.pad_h) % sh, i = (h + s.pad_h) / sh;
-      for (int64_t b = 0; b < sw; ++b) {
-        if (aw.lo[b] > aw.hi[b]) continue;
-        const int64_t ph = a * sw + b;
-        t.tap_off = tap_off[ph].data();
-        t.ntaps = tap_off[ph].size();
-        t.npix = aw.hi[b] - aw.lo[b] + 1;
-        t.pix_in = pin[b].data();
-        t.pix_out = pout[b].data();
-        const int64_t w0 = b + sw * aw.lo[b] - s.pad_w;
-        for (int64_t g = 0; g < G; ++g)
-          for (int64_t cb = 0; cb < CB; ++cb) {
-            t.in = g_in + n * bn + (ah.border_lo + i) * bp + (aw.border_lo + aw.lo[b]) * bq + g * Kg * bk;
-            t.w = packed[ph].data() + (g * CB + cb) * t.ntaps * Kg * NR;
-            t.out = out + n * xn + h * xh + w0 * xw + (g * Cg + cb * NR) * xc;
-            t.nr_valid = std::min(NR, Cg - cb * NR);
-            kt.wide_tile(t);
-          }
-      }
-    }
-  });
 }
 
 // Plane: grad_input is the stride-1 convolution of the zero-inserted, padded
@@ -735,10 +773,6 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
   sum_chunk_partials(partial, nch, s.K * items, gw.mutable_data_ptr<T>());
 }
 
-// grad_weight for many output channels: register tiles of (channel, tap)
-// items x output-channel lanes, accumulated over the pixels of one reduction
-// chunk (input planar, grad_output channels-last). Tasks are (chunk, group);
-// each walks its rows in bands small enough to stay in L1.
 // grad_weight by definition: each tap's products with the padded input, zero
 // padding included (as torch computes it) and nothing past it, so Inf and NaN
 // propagate as in torch; the kernels above, whose vector lanes may pair a
@@ -772,6 +806,10 @@ void backward_weight_exact(const at::Tensor& gy_any, const at::Tensor& input, co
   });
 }
 
+// grad_weight for many output channels: register tiles of (channel, tap)
+// items x output-channel lanes, accumulated over the pixels of one reduction
+// chunk (input in its own layout, grad_output channels-last). Each task walks
+// its rows in bands small enough to stay in L1.
 template <typename T>
 void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
   const KernelsT<T>& kt = kern<T>();
@@ -787,18 +825,19 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
     for (int64_t r = 0; r < s.R; ++r)
       for (int64_t t = 0; t < s.S; ++t) item_off[(c * s.R + r) * s.S + t] = c * xc + r * s.dil_h * xh + t * s.dil_w * xw;
   const int64_t rows = s.N * s.P;
-  // Reduction chunks: each at least ~256 pixels, so the per-chunk partial
-  // sums stay small next to the work. Tasks also split the output channels
-  // into super-blocks of up to 4 tiles (small batches still use both cores).
-  const int64_t nch = std::max<int64_t>(1, std::min<int64_t>({16, rows, rows * s.Q / 256}));
+  // Tasks are (reduction chunk, group, super-block of up to 4 output-channel
+  // tiles). Chunks of at least ~256 pixels, and only as many as it takes to
+  // make ~8 tasks: every chunk adds a full set of partial sums to reduce.
   const int64_t kbs = std::min<int64_t>(KB, 4), supers = ceil_div(KB, kbs);
+  const int64_t nch = std::max<int64_t>(1, std::min<int64_t>({ceil_div(8, G * supers), rows, rows * s.Q / 256}));
   const int64_t band = std::max<int64_t>(1, 128 / s.Q);
-  at::Tensor part = at::empty({nch, s.K * items}, gy.options());
+  // Each task accumulates into its own slice, in tile order [item][kbs * NR lanes].
+  const int64_t slice = items * kbs * NR;
+  at::Tensor part = at::empty({nch * G * supers * slice}, gy.options());
   const T* x = xb.const_data_ptr<T>();
   const T* g = gyb.const_data_ptr<T>();
   T* partial = part.mutable_data_ptr<T>();
   at::parallel_for(0, nch * G * supers, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(items * kbs * NR);
     WideWgrad<T> a;
     a.cols = s.Q;
     a.x_row = s.stride_h * xh;
@@ -809,7 +848,8 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
     for (int64_t task = begin; task < end; ++task) {
       const int64_t ch = task / (G * supers), gi = task / supers % G, kb0 = task % supers * kbs;
       const int64_t kb1 = std::min(KB, kb0 + kbs);
-      std::fill(scratch.begin(), scratch.end(), T(0));
+      T* acc = partial + task * slice;
+      std::fill(acc, acc + slice, T(0));
       int64_t row = rows * ch / nch;
       const int64_t row_end = rows * (ch + 1) / nch;
       while (row < row_end) {
@@ -824,18 +864,28 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
           for (int64_t j = 0; j < items; j += MR) {
             a.item_off = item_off.data() + j;
             a.m = std::min(MR, items - j);
-            a.acc = scratch.data() + j * kbs * NR + (kb - kb0) * NR;
+            a.acc = acc + j * kbs * NR + (kb - kb0) * NR;
             kt.wide_wgrad(a);
           }
         }
         row += a.rows;
       }
-      T* dst = partial + ch * s.K * items + gi * Kg * items;
-      for (int64_t k = kb0 * NR; k < std::min(Kg, kb1 * NR); ++k)
-        for (int64_t i = 0; i < items; ++i) dst[k * items + i] = scratch[i * kbs * NR + k - kb0 * NR];
     }
   });
-  sum_chunk_partials(partial, nch, s.K * items, gw.mutable_data_ptr<T>());
+  // Chunks summed in chunk order, then transposed into grad_weight [k][item].
+  const int64_t lanes = kbs * NR, stride = G * supers * slice;
+  T* out = gw.mutable_data_ptr<T>();
+  at::parallel_for(0, G * supers * items, grain_for(nch * lanes), [&](int64_t begin, int64_t end) {
+    std::vector<T> total(lanes);
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t gs = u / items, i = u % items, gi = gs / supers, k0 = gs % supers * lanes;
+      const T* src = partial + gs * slice + i * lanes;
+      std::copy(src, src + lanes, total.begin());
+      for (int64_t ch = 1; ch < nch; ++ch)
+        for (int64_t l = 0; l < lanes; ++l) total[l] += src[ch * stride + l];
+      for (int64_t l = 0; l < std::min(lanes, Kg - k0); ++l) out[(gi * Kg + k0 + l) * items + i] = total[l];
+    }
+  });
 }
 
 template <typename T>
