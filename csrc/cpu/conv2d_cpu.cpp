@@ -345,7 +345,15 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
     a.tap_off = grid.taps.data();
     a.ntaps = ntaps;
     a.out_lane = grid.out_chan;
-    std::vector<T> acc(nblk > 1 ? band * grid.cols * NR : 0);
+    // Planar outputs (NCHW) are gathered channels-last and transposed by store_planar.
+    const bool planar = grid.out_chan != 1 && grid.out_col == 1;
+    std::vector<T> acc(nblk > 1 || planar ? band * grid.cols * NR : 0);
+    StorePlanar<T> st;
+    st.buf = acc.data();
+    st.cols = grid.cols;
+    st.nr = NR;
+    st.out_row = grid.out_row;
+    st.out_lane = grid.out_chan;
     for (int64_t u = begin; u < end; ++u) {
       const int64_t gk = u % GK, nb = u / GK, g = gk / KB, kb = gk % KB;
       const int64_t n = nb / bands, p = nb % bands * band;
@@ -359,8 +367,14 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
         a.in = grid.in + n * grid.in_n + p * grid.in_row + (g * Cred + c0) * grid.in_chan;
         a.w = packed.const_data_ptr<T>() + (g * KB + kb) * ntaps * Cred * NR + c0 * ntaps * NR;
         a.acc_in = blk > 0 ? acc.data() : nullptr;
-        a.acc_out = blk + 1 < nblk ? acc.data() : nullptr;
+        a.acc_out = blk + 1 < nblk || planar ? acc.data() : nullptr;
         kt.wide_tile(a);
+      }
+      if (planar) {
+        st.npix = a.npix;
+        st.nr_valid = a.nr_valid;
+        st.out = a.out;
+        kt.store_planar(st);
       }
     }
   });

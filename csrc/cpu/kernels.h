@@ -94,6 +94,18 @@ struct WideWgrad {
   int64_t acc_item;
 };
 
+// Channels-last tile rows to planar output: for pixel i < npix (pixel i is
+// column i % cols of row i / cols) and lane l < nr_valid,
+//   out[(i / cols) * out_row + i % cols + l * out_lane] = buf[i * nr + l].
+// Transposes blocks in registers, so NCHW outputs cost vector stores.
+template <typename T>
+struct StorePlanar {
+  const T* buf;
+  int64_t npix, cols, nr, nr_valid;
+  T* out;
+  int64_t out_row, out_lane;
+};
+
 template <typename T>
 struct KernelsT {
   int lanes;  // elements per vector
@@ -103,6 +115,7 @@ struct KernelsT {
   void (*wide_wgrad)(const WideWgrad<T>&);
   void (*plane_row)(const PlaneRow<T>&);
   void (*plane_wgrad)(const PlaneWgrad<T>&);
+  void (*store_planar)(const StorePlanar<T>&);
   // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).
   T (*sum)(const T* p, int64_t n);
 };

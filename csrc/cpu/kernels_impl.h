@@ -339,6 +339,64 @@ void plane_wgrad(const PlaneWgrad<T>& a) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Planar stores: L x L blocks transposed in registers (unpack, then pair, then
+// half exchanges for 8 lanes; unpack, then half exchanges for 4).
+inline void transpose(V<float> (&r)[8]) {
+  V<float> a[8], b[8];
+  for (int i = 0; i < 8; i += 2) {
+    a[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    a[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int h = 0; h < 8; h += 4)
+    for (int j = 0; j < 2; ++j) {
+      b[h + 2 * j] = __builtin_shufflevector(a[h + j], a[h + j + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      b[h + 2 * j + 1] = __builtin_shufflevector(a[h + j], a[h + j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = __builtin_shufflevector(b[c], b[c + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[c + 4] = __builtin_shufflevector(b[c], b[c + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+inline void transpose(V<double> (&r)[4]) {
+  const V<double> a0 = __builtin_shufflevector(r[0], r[1], 0, 4, 2, 6), a1 = __builtin_shufflevector(r[0], r[1], 1, 5, 3, 7);
+  const V<double> a2 = __builtin_shufflevector(r[2], r[3], 0, 4, 2, 6), a3 = __builtin_shufflevector(r[2], r[3], 1, 5, 3, 7);
+  r[0] = __builtin_shufflevector(a0, a2, 0, 1, 4, 5);
+  r[1] = __builtin_shufflevector(a1, a3, 0, 1, 4, 5);
+  r[2] = __builtin_shufflevector(a0, a2, 2, 3, 6, 7);
+  r[3] = __builtin_shufflevector(a1, a3, 2, 3, 6, 7);
+}
+
+template <typename T>
+void store_planar(const StorePlanar<T>& a) {
+  constexpr int L = Vec<T>::L;
+  for (int64_t i0 = 0; i0 < a.npix; i0 += a.cols) {
+    const T* src = a.buf + i0 * a.nr;
+    T* dst = a.out + i0 / a.cols * a.out_row;
+    const int64_t n = min64(a.cols, a.npix - i0);
+    int64_t q = 0;
+    for (; q + L <= n; q += L)
+      for (int64_t l0 = 0; l0 < a.nr_valid; l0 += L) {
+        V<T> r[L];
+#pragma GCC unroll 8
+        for (int p = 0; p < L; ++p) r[p] = loadu(src + (q + p) * a.nr + l0);
+        transpose(r);
+        if (l0 + L <= a.nr_valid) {
+#pragma GCC unroll 8
+          for (int l = 0; l < L; ++l) storeu(dst + (l0 + l) * a.out_lane + q, r[l]);
+        } else {
+          T lanes[L][L];
+#pragma GCC unroll 8
+          for (int l = 0; l < L; ++l) storeu(lanes[l], r[l]);
+          for (int64_t l = 0; l < a.nr_valid - l0; ++l) std::memcpy(dst + (l0 + l) * a.out_lane + q, lanes[l], sizeof(lanes[l]));
+        }
+      }
+    for (; q < n; ++q)
+      for (int64_t l = 0; l < a.nr_valid; ++l) dst[l * a.out_lane + q] = src[q * a.nr + l];
+  }
+}
+
 template <typename T>
 T sum(const T* p, int64_t n) {
   constexpr int L = Vec<T>::L;
@@ -363,6 +421,7 @@ KernelsT<T> make_kernels() {
   k.wide_wgrad = &wide_wgrad<T>;
   k.plane_row = &plane_row<T>;
   k.plane_wgrad = &plane_wgrad<T>;
+  k.store_planar = &store_planar<T>;
   k.sum = &sum<T>;
   return k;
 }
