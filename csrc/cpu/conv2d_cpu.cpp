@@ -214,16 +214,21 @@ at::Tensor channels_last_padded(const at::Tensor& gy_any, int64_t G, int64_t Kpa
   const T* src = gy.const_data_ptr<T>();
   T* dst = out.mutable_data_ptr<T>();
   const int64_t Ko = G * Kpad;
+  const KernelsT<T>& kt = kern<T>();
   at::parallel_for(0, N * P, grain_for(Q * Ko), [&](int64_t begin, int64_t end) {
+    Transpose<T> t;  // one row: channels (items) x pixels (lanes)
+    t.in_item = P * Q;
+    t.n = t.cols = Kg;
+    t.m = Q;
+    t.out_row = 0;
+    t.out_lane = Ko;
     for (int64_t np = begin; np < end; ++np) {
       const int64_t n = np / P, p = np % P;
       T* row = dst + np * Q * Ko;
       for (int64_t g = 0; g < G; ++g) {
-        for (int64_t k = 0; k < Kg; ++k) {
-          const T* in = src + ((n * K + g * Kg + k) * P + p) * Q;
-          T* o = row + g * Kpad + k;
-          for (int64_t q = 0; q < Q; ++q) o[q * Ko] = in[q];
-        }
+        t.in = src + ((n * K + g * Kg) * P + p) * Q;
+        t.out = row + g * Kpad;
+        kt.transpose(t);
         for (int64_t k = Kg; k < Kpad; ++k)
           for (int64_t q = 0; q < Q; ++q) row[q * Ko + g * Kpad + k] = T(0);
       }
@@ -345,13 +350,13 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
     a.tap_off = grid.taps.data();
     a.ntaps = ntaps;
     a.out_lane = grid.out_chan;
-    // Planar outputs (NCHW) are gathered channels-last and transposed by store_planar.
+    // Planar outputs (NCHW) are gathered channels-last, then transposed.
     const bool planar = grid.out_chan != 1 && grid.out_col == 1;
     std::vector<T> acc(nblk > 1 || planar ? band * grid.cols * NR : 0);
-    StorePlanar<T> st;
-    st.buf = acc.data();
+    Transpose<T> st;
+    st.in = acc.data();
+    st.in_item = NR;
     st.cols = grid.cols;
-    st.nr = NR;
     st.out_row = grid.out_row;
     st.out_lane = grid.out_chan;
     for (int64_t u = begin; u < end; ++u) {
@@ -371,10 +376,10 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
         kt.wide_tile(a);
       }
       if (planar) {
-        st.npix = a.npix;
-        st.nr_valid = a.nr_valid;
+        st.n = a.npix;
+        st.m = a.nr_valid;
         st.out = a.out;
-        kt.store_planar(st);
+        kt.transpose(st);
       }
     }
   });

@@ -94,14 +94,15 @@ struct WideWgrad {
   int64_t acc_item;
 };
 
-// Channels-last tile rows to planar output: for pixel i < npix (pixel i is
-// column i % cols of row i / cols) and lane l < nr_valid,
-//   out[(i / cols) * out_row + i % cols + l * out_lane] = buf[i * nr + l].
-// Transposes blocks in registers, so NCHW outputs cost vector stores.
+// Blocked transpose: for item i < n (column i % cols of row i / cols) and lane l < m,
+//   out[(i / cols) * out_row + i % cols + l * out_lane] = in[i * in_item + l].
+// Blocks are transposed in registers: e.g. channels-last tiles to NCHW output
+// (items are pixels, lanes channels) or NCHW rows to channels-last (items are
+// channels, lanes pixels) cost vector loads and stores.
 template <typename T>
-struct StorePlanar {
-  const T* buf;
-  int64_t npix, cols, nr, nr_valid;
+struct Transpose {
+  const T* in;
+  int64_t in_item, n, cols, m;
   T* out;
   int64_t out_row, out_lane;
 };
@@ -115,7 +116,7 @@ struct KernelsT {
   void (*wide_wgrad)(const WideWgrad<T>&);
   void (*plane_row)(const PlaneRow<T>&);
   void (*plane_wgrad)(const PlaneWgrad<T>&);
-  void (*store_planar)(const StorePlanar<T>&);
+  void (*transpose)(const Transpose<T>&);
   // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).
   T (*sum)(const T* p, int64_t n);
 };

@@ -340,7 +340,7 @@ void plane_wgrad(const PlaneWgrad<T>& a) {
 }
 
 // ---------------------------------------------------------------------------
-// Planar stores: L x L blocks transposed in registers (unpack, then pair, then
+// Transposes: L x L blocks in registers (unpack, then pair, then
 // half exchanges for 8 lanes; unpack, then half exchanges for 4).
 inline void transpose(V<float> (&r)[8]) {
   V<float> a[8], b[8];
@@ -369,31 +369,28 @@ inline void transpose(V<double> (&r)[4]) {
 }
 
 template <typename T>
-void store_planar(const StorePlanar<T>& a) {
+void transpose(const Transpose<T>& a) {
   constexpr int L = Vec<T>::L;
-  for (int64_t i0 = 0; i0 < a.npix; i0 += a.cols) {
-    const T* src = a.buf + i0 * a.nr;
+  for (int64_t i0 = 0; i0 < a.n; i0 += a.cols) {
+    const T* src = a.in + i0 * a.in_item;
     T* dst = a.out + i0 / a.cols * a.out_row;
-    const int64_t n = min64(a.cols, a.npix - i0);
+    const int64_t n = min64(a.cols, a.n - i0);
     int64_t q = 0;
-    for (; q + L <= n; q += L)
-      for (int64_t l0 = 0; l0 < a.nr_valid; l0 += L) {
+    for (; q + L <= n; q += L) {
+      int64_t l0 = 0;
+      for (; l0 + L <= a.m; l0 += L) {
         V<T> r[L];
 #pragma GCC unroll 8
-        for (int p = 0; p < L; ++p) r[p] = loadu(src + (q + p) * a.nr + l0);
+        for (int p = 0; p < L; ++p) r[p] = loadu(src + (q + p) * a.in_item + l0);
         transpose(r);
-        if (l0 + L <= a.nr_valid) {
 #pragma GCC unroll 8
-          for (int l = 0; l < L; ++l) storeu(dst + (l0 + l) * a.out_lane + q, r[l]);
-        } else {
-          T lanes[L][L];
-#pragma GCC unroll 8
-          for (int l = 0; l < L; ++l) storeu(lanes[l], r[l]);
-          for (int64_t l = 0; l < a.nr_valid - l0; ++l) std::memcpy(dst + (l0 + l) * a.out_lane + q, lanes[l], sizeof(lanes[l]));
-        }
+        for (int l = 0; l < L; ++l) storeu(dst + (l0 + l) * a.out_lane + q, r[l]);
       }
+      for (int64_t l = l0; l < a.m; ++l)  // reads stay inside each item's m values
+        for (int p = 0; p < L; ++p) dst[l * a.out_lane + q + p] = src[(q + p) * a.in_item + l];
+    }
     for (; q < n; ++q)
-      for (int64_t l = 0; l < a.nr_valid; ++l) dst[l * a.out_lane + q] = src[q * a.nr + l];
+      for (int64_t l = 0; l < a.m; ++l) dst[l * a.out_lane + q] = src[q * a.in_item + l];
   }
 }
 
@@ -421,7 +418,7 @@ KernelsT<T> make_kernels() {
   k.wide_wgrad = &wide_wgrad<T>;
   k.plane_row = &plane_row<T>;
   k.plane_wgrad = &plane_wgrad<T>;
-  k.store_planar = &store_planar<T>;
+  k.transpose = &transpose<T>;
   k.sum = &sum<T>;
   return k;
 }
