@@ -145,17 +145,33 @@ int64_t plane_span(int64_t Q, int64_t lanes, int64_t Kgrp) {
 template <typename T>
 void pack_plane(const T* in, int64_t H, int64_t W, const PlaneLayout& lay, T* plane) {
   // Zeroed row by row: one large memset may use cache-bypassing stores, and
-  // the writes below would then miss on every line.
-  for (int64_t row = 0; row < lay.phases * lay.rows; ++row) std::memset(plane + row * lay.width, 0, sizeof(T) * lay.width);
+  // the writes below would then miss on every line. Plain copies zero only
+  // around the data.
+  const bool plain = lay.phases == 1 && lay.col_step == 1;
+  for (int64_t row = 0; row < lay.phases * lay.rows; ++row) {
+    const bool data = plain && row >= lay.row0 && row < lay.row0 + H * lay.row_step && (row - lay.row0) % lay.row_step == 0;
+    T* dst = plane + row * lay.width;
+    if (!data) {
+      std::memset(dst, 0, sizeof(T) * lay.width);
+    } else {
+      std::memset(dst, 0, sizeof(T) * lay.col0);
+      std::memset(dst + lay.col0 + W, 0, sizeof(T) * (lay.width - lay.col0 - W));
+    }
+  }
   for (int64_t h = 0; h < H; ++h) {
     const T* src_row = in + h * W;
     const int64_t row = h * lay.row_step + lay.row0;
-    if (lay.phases == 1 && lay.col_step == 1) {
+    if (plain) {
       std::memcpy(plane + row * lay.width + lay.col0, src_row, sizeof(T) * W);
       continue;
     }
     T* dst = plane + row * lay.width;
-    if (lay.col_step == 1) {
+    if (lay.col_step == 1 && lay.phases == 2) {
+      // Even source columns land in phase col0 % 2 from position col0 / 2, odd ones in the other.
+      const int64_t even = lay.col0 % 2, stride = lay.rows * lay.width;
+      kern<T>().deinterleave(src_row, W, dst + even * stride + lay.col0 / 2,
+                             dst + (1 - even) * stride + (lay.col0 + 1) / 2);
+    } else if (lay.col_step == 1) {
       // Stride phases: phase ph holds columns c = col0 + w with c % phases == ph, at c / phases.
       for (int64_t ph = 0; ph < lay.phases; ++ph) {
         const int64_t first = lay.col0 + (ph - lay.col0 % lay.phases + lay.phases) % lay.phases;

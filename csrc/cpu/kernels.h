@@ -117,6 +117,8 @@ struct KernelsT {
   void (*plane_row)(const PlaneRow<T>&);
   void (*plane_wgrad)(const PlaneWgrad<T>&);
   void (*transpose)(const Transpose<T>&);
+  // even[i] = src[2i] for 2i < n, odd[i] = src[2i + 1] for 2i + 1 < n.
+  void (*deinterleave)(const T* src, int64_t n, T* even, T* odd);
   // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).
   T (*sum)(const T* p, int64_t n);
 };

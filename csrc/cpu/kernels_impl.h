@@ -211,42 +211,51 @@ void wide_wgrad(const WideWgrad<T>& a) {
 }
 
 // ---------------------------------------------------------------------------
-// Plane row: KB output channels x QB vectors along the width.
-template <typename T, int KB, int QB>
-void plane_row_kq(const PlaneRow<T>& a) {
+// Plane rows: RB rows x KB output channels x QB vectors along the width.
+// (One output channel runs two rows at once: twice the independent sums.)
+template <typename T, int KB, int QB, int RB>
+void plane_rows_kq(const PlaneRow<T>& a, int64_t row) {
   constexpr int L = Vec<T>::L;
-  for (int64_t row = 0; row < a.rows; ++row) {
-    const T* in_row = a.in + row * a.in_row_step;
-    T* out_row = a.out + row * a.out_row;
-    for (int64_t q0 = 0; q0 < a.Q; q0 += QB * L) {
-      V<T> acc[KB][QB];
+  const T* in_row = a.in + row * a.in_row_step;
+  T* out_row = a.out + row * a.out_row;
+  for (int64_t q0 = 0; q0 < a.Q; q0 += QB * L) {
+    V<T> acc[RB][KB][QB];
+#pragma GCC unroll 8
+    for (int k = 0; k < KB; ++k) {
+      const V<T> b = a.bias ? splat(a.bias[k]) : V<T>{};
+#pragma GCC unroll 8
+      for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 8
+        for (int v = 0; v < QB; ++v) acc[r][k][v] = b;
+    }
+    const T* base = in_row + q0;
+    const T* w = a.w;
+    const int64_t* off = a.in_off;
+    for (int64_t i = 0; i < a.n; ++i) {
+      const T* src = base + off[i];
+      V<T> x[RB][QB];
+#pragma GCC unroll 8
+      for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 8
+        for (int v = 0; v < QB; ++v) x[r][v] = loadu(src + r * a.in_row_step + v * L);
 #pragma GCC unroll 8
       for (int k = 0; k < KB; ++k) {
-        const V<T> b = a.bias ? splat(a.bias[k]) : V<T>{};
+        const V<T> wk = splat(w[k]);
 #pragma GCC unroll 8
-        for (int v = 0; v < QB; ++v) acc[k][v] = b;
+        for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 8
+          for (int v = 0; v < QB; ++v) acc[r][k][v] += wk * x[r][v];
       }
-      const T* base = in_row + q0;
-      const T* w = a.w;
-      const int64_t* off = a.in_off;
-      for (int64_t i = 0; i < a.n; ++i) {
-        const T* src = base + off[i];
-        V<T> x[QB];
+      w += kPlaneKB;
+    }
 #pragma GCC unroll 8
-        for (int v = 0; v < QB; ++v) x[v] = loadu(src + v * L);
-#pragma GCC unroll 8
-        for (int k = 0; k < KB; ++k) {
-          const V<T> wk = splat(w[k]);
-#pragma GCC unroll 8
-          for (int v = 0; v < QB; ++v) acc[k][v] += wk * x[v];
-        }
-        w += kPlaneKB;
-      }
+    for (int r = 0; r < RB; ++r) {
+      T* out = out_row + r * a.out_row;
       if (q0 + QB * L <= a.Q) {
 #pragma GCC unroll 8
         for (int k = 0; k < KB; ++k)
 #pragma GCC unroll 8
-          for (int v = 0; v < QB; ++v) storeu(out_row + k * a.out_k + q0 + v * L, acc[k][v]);
+          for (int v = 0; v < QB; ++v) storeu(out + k * a.out_k + q0 + v * L, acc[r][k][v]);
       } else {
         // Last block of the row: through a buffer (a branch per vector here
         // would keep the accumulators out of registers).
@@ -254,11 +263,19 @@ void plane_row_kq(const PlaneRow<T>& a) {
 #pragma GCC unroll 8
         for (int k = 0; k < KB; ++k)
 #pragma GCC unroll 8
-          for (int v = 0; v < QB; ++v) storeu(tile[k] + v * L, acc[k][v]);
-        for (int k = 0; k < KB; ++k) std::memcpy(out_row + k * a.out_k + q0, tile[k], sizeof(T) * (a.Q - q0));
+          for (int v = 0; v < QB; ++v) storeu(tile[k] + v * L, acc[r][k][v]);
+        for (int k = 0; k < KB; ++k) std::memcpy(out + k * a.out_k + q0, tile[k], sizeof(T) * (a.Q - q0));
       }
     }
   }
+}
+
+template <typename T, int KB, int QB>
+void plane_row_kq(const PlaneRow<T>& a) {
+  constexpr int RB = KB == 1 ? 2 : 1;
+  int64_t row = 0;
+  for (; row + RB <= a.rows; row += RB) plane_rows_kq<T, KB, QB, RB>(a, row);
+  for (; row < a.rows; ++row) plane_rows_kq<T, KB, QB, 1>(a, row);
 }
 
 template <typename T>
@@ -394,6 +411,33 @@ void transpose(const Transpose<T>& a) {
   }
 }
 
+// Even and odd elements of a row (the two column phases of a stride-2 layout).
+inline void split_even_odd(V<float> a, V<float> b, V<float>& even, V<float>& odd) {
+  even = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+  odd = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+}
+
+inline void split_even_odd(V<double> a, V<double> b, V<double>& even, V<double>& odd) {
+  even = __builtin_shufflevector(a, b, 0, 2, 4, 6);
+  odd = __builtin_shufflevector(a, b, 1, 3, 5, 7);
+}
+
+template <typename T>
+void deinterleave(const T* src, int64_t n, T* even, T* odd) {
+  constexpr int L = Vec<T>::L;
+  int64_t i = 0;
+  for (; 2 * (i + L) <= n; i += L) {
+    V<T> e, o;
+    split_even_odd(loadu(src + 2 * i), loadu(src + 2 * i + L), e, o);
+    storeu(even + i, e);
+    storeu(odd + i, o);
+  }
+  for (; 2 * i < n; ++i) {
+    even[i] = src[2 * i];
+    if (2 * i + 1 < n) odd[i] = src[2 * i + 1];
+  }
+}
+
 template <typename T>
 T sum(const T* p, int64_t n) {
   constexpr int L = Vec<T>::L;
@@ -419,6 +463,7 @@ KernelsT<T> make_kernels() {
   k.plane_row = &plane_row<T>;
   k.plane_wgrad = &plane_wgrad<T>;
   k.transpose = &transpose<T>;
+  k.deinterleave = &deinterleave<T>;
   k.sum = &sum<T>;
   return k;
 }
