@@ -191,11 +191,14 @@ at::Tensor pack_planes(const at::Tensor& src_any, PlaneLayout& lay) {
   const at::Tensor src = src_any.contiguous();
   const int64_t NC = src.size(0) * src.size(1), H = src.size(2), W = src.size(3);
   lay.data_rows = H;
-  at::Tensor buf = at::empty({NC, lay.plane()}, src.options());
+  // Planes a multiple of 4 KiB apart would share L1 sets: the stride gets an odd number of cache lines.
+  int64_t stride = round_up(lay.plane(), 64 / int64_t(sizeof(T)));
+  if ((stride * int64_t(sizeof(T)) / 64) % 2 == 0) stride += 64 / int64_t(sizeof(T));
+  at::Tensor buf = at::empty({NC, stride}, src.options()).narrow(1, 0, lay.plane());
   const T* s = src.const_data_ptr<T>();
   T* d = buf.mutable_data_ptr<T>();
   at::parallel_for(0, NC, grain_for(lay.plane()), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) pack_plane(s + i * H * W, H, W, lay, d + i * lay.plane());
+    for (int64_t i = begin; i < end; ++i) pack_plane(s + i * H * W, H, W, lay, d + i * stride);
   });
   return buf;
 }
