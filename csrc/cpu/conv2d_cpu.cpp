@@ -345,7 +345,7 @@ template <typename T>
 void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t NR = kt.nr, G = grid.groups, Cred = grid.Cred, ntaps = grid.taps.size();
-  const int64_t Kpad = round_up(grid.Kout, NR), KB = Kpad / NR;
+  const int64_t Kpad = round_up(grid.Kout, NR), KB = Kpad / NR, KT = ceil_div(KB, kt.tiles);
   const int64_t Cb = wide_channel_block<T>(Cred, ntaps), nblk = ceil_div(Cred, Cb);
   // Tasks are bands of output rows of one image; tiles run across the rows of
   // a band, so narrow outputs waste no tile slots at row ends.
@@ -358,10 +358,10 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
       pix_in[i * grid.cols + q] = i * grid.in_row + q * grid.in_col;
       pix_out[i * grid.cols + q] = i * grid.out_row + q * grid.out_col;
     }
-  // Units are (image, band, group, output tile), output tile fastest, so a
-  // thread reuses a band's input across tiles and small batches still split evenly.
-  const int64_t GK = G * KB;
-  at::parallel_for(0, grid.N * bands * GK, grain_for(band * grid.cols * NR * Cred * ntaps), [&](int64_t begin, int64_t end) {
+  // Units are (image, band, group, output tiles of one call), tiles fastest,
+  // so a thread reuses a band's input across tiles and small batches still split evenly.
+  const int64_t GK = G * KT;
+  at::parallel_for(0, grid.N * bands * GK, grain_for(band * grid.cols * kt.tiles * NR * Cred * ntaps), [&](int64_t begin, int64_t end) {
     WideTile<T> a;
     a.pix_in = pix_in.data();
     a.pix_out = pix_out.data();
@@ -369,21 +369,22 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
     a.tap_off = grid.taps.data();
     a.ntaps = ntaps;
     a.out_lane = grid.out_chan;
+    a.w_tile = ntaps * Cred * NR;
     // Planar outputs (NCHW) are gathered channels-last, then transposed.
     const bool planar = grid.out_chan != 1 && grid.out_col == 1;
-    std::vector<T> acc(nblk > 1 || planar ? band * grid.cols * NR : 0);
+    std::vector<T> acc(nblk > 1 || planar ? band * grid.cols * kt.tiles * NR : 0);
     Transpose<T> st;
     st.in = acc.data();
-    st.in_item = NR;
     st.cols = grid.cols;
     st.out_row = grid.out_row;
     st.out_lane = grid.out_chan;
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t gk = u % GK, nb = u / GK, g = gk / KB, kb = gk % KB;
+      const int64_t gk = u % GK, nb = u / GK, g = gk / KT, kb = gk % KT * kt.tiles;
       const int64_t n = nb / bands, p = nb % bands * band;
       a.npix = std::min(band, grid.rows - p) * grid.cols;
       a.out = grid.out + n * grid.out_n + (g * grid.Kout + kb * NR) * grid.out_chan + p * grid.out_row;
-      a.nr_valid = std::min(NR, grid.Kout - kb * NR);
+      a.tiles = std::min<int64_t>(kt.tiles, KB - kb);
+      a.nr_valid = std::min(a.tiles * NR, grid.Kout - kb * NR);
       a.init = grid.bias ? grid.bias + g * Kpad + kb * NR : nullptr;
       for (int64_t blk = 0; blk < nblk; ++blk) {
         const int64_t c0 = blk * Cb;
@@ -395,6 +396,7 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
         kt.wide_tile(a);
       }
       if (planar) {
+        st.in_item = a.tiles * NR;
         st.n = a.npix;
         st.m = a.nr_valid;
         st.out = a.out;
@@ -894,10 +896,11 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
         const int64_t n = row / s.P, p = row % s.P;
         a.rows = std::min({band, row_end - row, s.P - p});
         a.x = x + n * xn + gi * Cg * xc + p * s.stride_h * xh;
-        // One output-channel tile at a time: its band of grad_output (one
-        // cache line per pixel) stays in L1 while every item group reuses it;
+        // One call's output-channel tiles at a time: their band of grad_output
+        // (a cache line or two per pixel) stays in L1 while every item group reuses it;
         // the input band streams from L2 in order.
-        for (int64_t kb = kb0; kb < kb1; ++kb) {
+        for (int64_t kb = kb0; kb < kb1; kb += a.tiles) {
+          a.tiles = std::min<int64_t>(kt.tiles, kb1 - kb);
           a.gy = g + (n * s.P + p) * s.Q * Ko + gi * Kpad + kb * NR;
           for (int64_t j = 0; j < items; j += MR) {
             a.item_off = item_off.data() + j;

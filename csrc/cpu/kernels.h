@@ -9,10 +9,11 @@
 namespace convkit {
 namespace cpu {
 
-// Register-blocked tiles of pixels x output channels (implicit GEMM): for
-// pixel i < npix and lane < nr_valid,
+// Register-blocked tiles of pixels x output channels (implicit GEMM): a call
+// covers `tiles` (1 .. KernelsT::tiles) adjacent tiles of NR output channels,
+// lanes = tiles * NR. For pixel i < npix and lane < nr_valid (<= lanes),
 //   out[pix_out[i] + lane * out_lane] = init[lane] + sum over taps t and channels c of
-//     in[pix_in[i] + tap_off[t] + c * in_chan] * w[(t * C + c) * NR + lane].
+//     in[pix_in[i] + tap_off[t] + c * in_chan] * w[(lane / NR) * w_tile + (t * C + c) * NR + lane % NR].
 // Pixels are given by offsets, so tiles run across output rows and any
 // input/output layout works. Used for the forward pass and for grad_input
 // (on grad_output with transposed, flipped weights).
@@ -24,13 +25,14 @@ struct WideTile {
   const int64_t* tap_off;
   int64_t ntaps, C;
   const T* w;
+  int64_t w_tile, tiles;
   T* out;
   const int64_t* pix_out;
   int64_t out_lane, nr_valid;
   int64_t npix;
-  const T* init;  // NR values, or null for zeros
+  const T* init;  // lanes values, or null for zeros
   // Splitting the reduction over several calls: acc_in (if set) holds the
-  // running sums [npix][NR] to start from instead of init; acc_out (if set)
+  // running sums [npix][lanes] to start from instead of init; acc_out (if set)
   // receives them instead of out.
   const T* acc_in;
   T* acc_out;
@@ -79,7 +81,8 @@ struct PlaneWgrad {
   int64_t acc_k;
 };
 
-// grad_weight tile for many output channels: for j < m (<= MR) items and NR lanes,
+// grad_weight tile for many output channels: for j < m (<= MR) items and
+// lanes = tiles * NR (adjacent output-channel tiles),
 //   acc[j*acc_item + lane] += sum over rows and cols of
 //     x[item_off[j] + row*x_row + col*x_col] * gy[row*gy_row + col*gy_col + lane]
 // with the accumulators held in registers across the whole reduction.
@@ -87,7 +90,7 @@ template <typename T>
 struct WideWgrad {
   const T* x;
   const int64_t* item_off;
-  int64_t m;
+  int64_t m, tiles;
   const T* gy;
   int64_t rows, cols, x_row, x_col, gy_row, gy_col;
   T* acc;
@@ -110,8 +113,9 @@ struct Transpose {
 template <typename T>
 struct KernelsT {
   int lanes;  // elements per vector
-  int mr;     // pixels per wide tile
-  int nr;     // lanes per wide tile (two vectors)
+  int mr;     // pixels (or grad_weight items) per wide call
+  int nr;     // lanes per wide tile (64 bytes)
+  int tiles;  // wide tiles one call may cover
   void (*wide_tile)(const WideTile<T>&);
   void (*wide_wgrad)(const WideWgrad<T>&);
   void (*plane_row)(const PlaneRow<T>&);

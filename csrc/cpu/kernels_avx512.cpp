@@ -1,6 +1,6 @@
 // AVX-512 build of the kernels: the wide kernels hold one 16-float tile row
-// in a single 512-bit register and keep 12 tile rows in flight (32 vector
-// registers), a third of the AVX2 build's instructions per FMA; the plane
+// in a single 512-bit register and keep 8 pixels x 2 tiles in flight (32
+// vector registers: each broadcast feeds two FMAs); the plane
 // kernels keep 256-bit vectors. Chosen at run time only on CPUs with
 // AVX-512F/VL/BW/DQ (see kernels() in conv2d_cpu.cpp).
 #if defined(__x86_64__)
@@ -8,7 +8,8 @@
 #define CONVKIT_ISA_NS avx512
 #define CONVKIT_ISA_NAME "avx512"
 #define CONVKIT_WIDE_VEC_BYTES 64
-#define CONVKIT_WIDE_MR 12
+#define CONVKIT_WIDE_MR 8
+#define CONVKIT_WIDE_TILES 2
 #include "kernels_impl.h"
 
 namespace convkit {

@@ -3,7 +3,8 @@
 // selects the target ISA (e.g. `#pragma GCC target("avx2,fma")`). GCC vector
 // extensions make the same source compile to AVX-512, AVX2+FMA or SSE2 pairs.
 // CONVKIT_WIDE_VEC_BYTES (default 32) is the vector width of the wide
-// kernels and CONVKIT_WIDE_MR (default 6) their pixels (or items) per tile;
+// kernels, CONVKIT_WIDE_MR (default 6) their pixels (or items) per call and
+// CONVKIT_WIDE_TILES (default 1) the output-channel tiles a call may cover;
 // the plane kernels always use 32-byte vectors (their rows are narrow).
 //
 // No standard-library templates are used here on purpose: an inline template
@@ -18,6 +19,9 @@
 #endif
 #ifndef CONVKIT_WIDE_MR
 #define CONVKIT_WIDE_MR 6
+#endif
+#ifndef CONVKIT_WIDE_TILES
+#define CONVKIT_WIDE_TILES 1
 #endif
 
 namespace convkit {
@@ -78,19 +82,21 @@ inline void store_partial(T* p, V<T> v, int64_t n) {
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // ---------------------------------------------------------------------------
-// Wide tile: M pixels x NV vectors (one 64-byte tile) of output channels.
+// Wide tiles: M pixels (or items) x TT tiles of 64 bytes of output channels.
 constexpr int kMR = CONVKIT_WIDE_MR;
+constexpr int kTiles = CONVKIT_WIDE_TILES;
 
 template <typename T>
 struct Wide {
   static constexpr int L = Vec<T, kWideBytes>::L;
-  static constexpr int NV = kTileBytes / kWideBytes;
+  static constexpr int NV = kTileBytes / kWideBytes;  // vectors per tile
+  static constexpr int NR = L * NV;                   // lanes per tile
   using type = V<T, kWideBytes>;
 };
 
-template <typename T, int M>
+template <typename T, int M, int TT>
 void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, const int64_t* pix_out) {
-  constexpr int L = Wide<T>::L, NV = Wide<T>::NV, NR = L * NV;
+  constexpr int L = Wide<T>::L, NVT = Wide<T>::NV, NV = NVT * TT, LANES = L * NV;
   using W = typename Wide<T>::type;
   W acc[M][NV], init[NV];
 #pragma GCC unroll 4
@@ -99,18 +105,18 @@ void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, con
 #pragma GCC unroll 16
   for (int j = 0; j < M; ++j) {
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[j][v] = a.acc_in ? loadu<T, kWideBytes>(a.acc_in + (first + j) * NR + v * L) : init[v];
+    for (int v = 0; v < NV; ++v) acc[j][v] = a.acc_in ? loadu<T, kWideBytes>(a.acc_in + (first + j) * LANES + v * L) : init[v];
     po[j] = pix_in[j];
   }
   const T* w = a.w;
-  const int64_t C = a.C, cs = a.in_chan;
+  const int64_t C = a.C, cs = a.in_chan, wt = a.w_tile;
   for (int64_t t = 0; t < a.ntaps; ++t) {
     const T* src = a.in + a.tap_off[t];
     for (int64_t c = 0; c < C; ++c) {
       W wv[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) wv[v] = loadu<T, kWideBytes>(w + v * L);
-      w += NR;
+      for (int v = 0; v < NV; ++v) wv[v] = loadu<T, kWideBytes>(w + v / NVT * wt + v % NVT * L);
+      w += Wide<T>::NR;
 #pragma GCC unroll 16
       for (int j = 0; j < M; ++j) {
         const T b = src[po[j]];
@@ -124,18 +130,18 @@ void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, con
 #pragma GCC unroll 16
     for (int j = 0; j < M; ++j)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) storeu<T, kWideBytes>(a.acc_out + (first + j) * NR + v * L, acc[j][v]);
+      for (int v = 0; v < NV; ++v) storeu<T, kWideBytes>(a.acc_out + (first + j) * LANES + v * L, acc[j][v]);
     return;
   }
-  if (a.out_lane == 1 && a.nr_valid == NR) {
+  if (a.out_lane == 1 && a.nr_valid == LANES) {
 #pragma GCC unroll 16
     for (int j = 0; j < M; ++j)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) storeu<T, kWideBytes>(a.out + pix_out[j] + v * L, acc[j][v]);
     return;
   }
-  // Scattered store (e.g. NCHW output): cheap next to the reduction.
-  T tile[M][NR];
+  // Scattered store (e.g. strided planar output): cheap next to the reduction.
+  T tile[M][LANES];
 #pragma GCC unroll 16
   for (int j = 0; j < M; ++j)
 #pragma GCC unroll 4
@@ -147,24 +153,32 @@ void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, con
 }
 
 // The tile kernel for exactly m (1..M) pixels.
-template <typename T, int M>
+template <typename T, int M, int TT>
 void wide_tile_upto(const WideTile<T>& a, int64_t first, int64_t m) {
   if constexpr (M > 1) {
-    if (m < M) return wide_tile_upto<T, M - 1>(a, first, m);
+    if (m < M) return wide_tile_upto<T, M - 1, TT>(a, first, m);
   }
-  wide_tile_m<T, M>(a, first, a.pix_in + first, a.pix_out + first);
+  wide_tile_m<T, M, TT>(a, first, a.pix_in + first, a.pix_out + first);
+}
+
+template <typename T, int TT>
+void wide_tiles(const WideTile<T>& a) {
+  for (int64_t q = 0; q < a.npix; q += kMR) wide_tile_upto<T, kMR, TT>(a, q, min64(kMR, a.npix - q));
 }
 
 template <typename T>
 void wide_tile(const WideTile<T>& a) {
-  for (int64_t q = 0; q < a.npix; q += kMR) wide_tile_upto<T, kMR>(a, q, min64(kMR, a.npix - q));
+  if constexpr (kTiles >= 2) {
+    if (a.tiles == 2) return wide_tiles<T, 2>(a);
+  }
+  wide_tiles<T, 1>(a);
 }
 
 // ---------------------------------------------------------------------------
-// Wide grad_weight tile: M (channel, tap) items x one 64-byte tile of output channels.
-template <typename T, int M>
+// Wide grad_weight: M (channel, tap) items x TT tiles of output channels.
+template <typename T, int M, int TT>
 void wide_wgrad_m(const WideWgrad<T>& a) {
-  constexpr int L = Wide<T>::L, NV = Wide<T>::NV;
+  constexpr int L = Wide<T>::L, NV = Wide<T>::NV * TT;
   using W = typename Wide<T>::type;
   W acc[M][NV];
   int64_t off[M];
@@ -197,17 +211,20 @@ void wide_wgrad_m(const WideWgrad<T>& a) {
     for (int v = 0; v < NV; ++v) storeu<T, kWideBytes>(a.acc + j * a.acc_item + v * L, acc[j][v]);
 }
 
-template <typename T, int M>
+template <typename T, int M, int TT>
 void wide_wgrad_upto(const WideWgrad<T>& a) {
   if constexpr (M > 1) {
-    if (a.m < M) return wide_wgrad_upto<T, M - 1>(a);
+    if (a.m < M) return wide_wgrad_upto<T, M - 1, TT>(a);
   }
-  wide_wgrad_m<T, M>(a);
+  wide_wgrad_m<T, M, TT>(a);
 }
 
 template <typename T>
 void wide_wgrad(const WideWgrad<T>& a) {
-  wide_wgrad_upto<T, kMR>(a);
+  if constexpr (kTiles >= 2) {
+    if (a.tiles == 2) return wide_wgrad_upto<T, kMR, 2>(a);
+  }
+  wide_wgrad_upto<T, kMR, 1>(a);
 }
 
 // ---------------------------------------------------------------------------
@@ -457,7 +474,8 @@ KernelsT<T> make_kernels() {
   KernelsT<T> k;
   k.lanes = Vec<T>::L;
   k.mr = kMR;
-  k.nr = kTileBytes / sizeof(T);
+  k.nr = Wide<T>::NR;
+  k.tiles = kTiles;
   k.wide_tile = &wide_tile<T>;
   k.wide_wgrad = &wide_wgrad<T>;
   k.plane_row = &plane_row<T>;
