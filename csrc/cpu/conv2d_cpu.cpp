@@ -296,45 +296,55 @@ int64_t wide_channel_block(int64_t Cred, int64_t ntaps) {
 }
 
 // A weight tensor seen as (group, output k, reduction channel c, tap t):
-// element at src[g * g_stride + k * k_stride + c * c_stride + tap[t]].
+// element at src[g * g_stride + k * k_stride + c * c_stride + tap[t]], where
+// each (k, c) holds rs contiguous values (a weight's R x S) and tap[t] < rs.
 template <typename T>
 struct WeightView {
   const T* src;
-  int64_t g_stride, k_stride, c_stride;
+  int64_t g_stride, k_stride, c_stride, rs;
   std::vector<int64_t> tap;
 };
 
 // Weights for run_wide, packed [g][output tile][channel block][tap][c][NR lanes]
-// with zero lanes past Kout.
+// with zero lanes past Kout. Per output tile, register transposes first turn
+// the NR lanes' weights into [c][R x S][NR], then whole NR-lane rows move into place.
 template <typename T>
 at::Tensor pack_wide_weights(int64_t G, int64_t Kout, int64_t Cred, const WeightView<T>& w, const at::TensorOptions& options) {
-  const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR), ntaps = w.tap.size();
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), ntaps = w.tap.size(), rs = w.rs;
   const int64_t Cb = wide_channel_block<T>(Cred, ntaps);
   at::Tensor packed = at::empty({G * KB * NR * Cred * ntaps}, options);
-  at::parallel_for(0, G * KB, grain_for(Cred * ntaps * NR), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, G * KB, grain_for(Cred * rs * NR), [&](int64_t begin, int64_t end) {
+    std::vector<T> lanes_last(Cred * rs * NR);
     for (int64_t gk = begin; gk < end; ++gk) {
       const int64_t g = gk / KB, k0 = gk % KB * NR, lanes = std::min(NR, Kout - k0);
+      if (lanes < NR) std::fill(lanes_last.begin(), lanes_last.end(), T(0));
+      Transpose<T> tr;  // items: the tile's lanes k; values: (c, r) pairs
+      tr.in_item = w.k_stride;
+      tr.n = tr.cols = lanes;
+      tr.out_row = 0;
+      tr.out_lane = NR;
       const T* src = w.src + g * w.g_stride + k0 * w.k_stride;
-      const int64_t ks = w.k_stride, cs = w.c_stride;
-      const int64_t* tap = w.tap.data();
+      if (w.c_stride == rs) {  // a lane's weights are one run over (c, r)
+        tr.in = src;
+        tr.m = Cred * rs;
+        tr.out = lanes_last.data();
+        kt.transpose(tr);
+      } else {
+        for (int64_t c = 0; c < Cred; ++c) {
+          tr.in = src + c * w.c_stride;
+          tr.m = rs;
+          tr.out = lanes_last.data() + c * rs * NR;
+          kt.transpose(tr);
+        }
+      }
       T* tile = packed.mutable_data_ptr<T>() + gk * ntaps * Cred * NR;
       for (int64_t c0 = 0; c0 < Cred; c0 += Cb) {
-        // One channel block (its packed weights fit in L1): the source is read
-        // in its own order, the block is written in any order.
         const int64_t len = std::min(Cb, Cred - c0);
         T* dst = tile + c0 * ntaps * NR;
-        auto put = [&](int64_t k, int64_t c) {
-          const T* from = src + k * ks + (c0 + c) * cs;
-          for (int64_t t = 0; t < ntaps; ++t) dst[(t * len + c) * NR + k] = from[tap[t]];
-        };
-        if (ks >= cs) {  // a lane's weights for the block are one run in memory
-          for (int64_t k = 0; k < lanes; ++k)
-            for (int64_t c = 0; c < len; ++c) put(k, c);
-        } else {
+        for (int64_t t = 0; t < ntaps; ++t)
           for (int64_t c = 0; c < len; ++c)
-            for (int64_t k = 0; k < lanes; ++k) put(k, c);
-        }
-        for (int64_t i = 0; lanes < NR && i < ntaps * len; ++i) std::fill(dst + i * NR + lanes, dst + (i + 1) * NR, T(0));
+            std::memcpy(dst + (t * len + c) * NR, lanes_last.data() + ((c0 + c) * rs + w.tap[t]) * NR, sizeof(T) * NR);
       }
     }
   });
@@ -413,7 +423,7 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
   const at::Tensor xb = padded_input<T>(input, s.pad_h, s.pad_w);
   const int64_t xh = xb.stride(2), xw = xb.stride(3);
   const at::Tensor wc = weight.contiguous();
-  WeightView<T> view{wc.const_data_ptr<T>(), Kg * Cg * RS, Cg * RS, RS, {}};
+  WeightView<T> view{wc.const_data_ptr<T>(), Kg * Cg * RS, Cg * RS, RS, RS, {}};
   for (int64_t t = 0; t < RS; ++t) view.tap.push_back(t);
   const at::Tensor packed = pack_wide_weights<T>(G, Kg, Cg, view, weight.options());
   std::vector<T> bpack;
@@ -628,7 +638,7 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
       if (ah.lo[a] > ah.hi[a] || aw.lo[b] > aw.hi[b]) continue;
       WideGrid<T> grid;
       // Transposed weights: outputs c, reduction over k; taps are (r, s) offsets inside a weight's R x S.
-      WeightView<T> view{w, Kg * Cg * s.R * s.S, s.R * s.S, Cg * s.R * s.S, {}};
+      WeightView<T> view{w, Kg * Cg * s.R * s.S, s.R * s.S, Cg * s.R * s.S, s.R * s.S, {}};
       for (size_t i = 0; i < ah.taps[a].size(); ++i)
         for (size_t j = 0; j < aw.taps[b].size(); ++j) {
           grid.taps.push_back(ah.offs[a][i] * bp + aw.offs[b][j] * bq);
@@ -913,18 +923,28 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
       }
     }
   });
-  // Chunks summed in chunk order, then transposed into grad_weight [k][item].
-  const int64_t lanes = kbs * NR, stride = G * supers * slice;
+  // Chunks summed in chunk order into the first chunk's slices, then
+  // transposed into grad_weight [k][item], in blocks of items.
+  const int64_t lanes = kbs * NR, stride = G * supers * slice, iblock = 256, nib = ceil_div(items, iblock);
   T* out = gw.mutable_data_ptr<T>();
-  at::parallel_for(0, G * supers * items, grain_for(nch * lanes), [&](int64_t begin, int64_t end) {
-    std::vector<T> total(lanes);
+  at::parallel_for(0, G * supers * nib, grain_for(nch * iblock * lanes), [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t gs = u / items, i = u % items, gi = gs / supers, k0 = gs % supers * lanes;
-      const T* src = partial + gs * slice + i * lanes;
-      std::copy(src, src + lanes, total.begin());
-      for (int64_t ch = 1; ch < nch; ++ch)
-        for (int64_t l = 0; l < lanes; ++l) total[l] += src[ch * stride + l];
-      for (int64_t l = 0; l < std::min(lanes, Kg - k0); ++l) out[(gi * Kg + k0 + l) * items + i] = total[l];
+      const int64_t gs = u / nib, i0 = u % nib * iblock, len = std::min(iblock, items - i0);
+      const int64_t gi = gs / supers, k0 = gs % supers * lanes;
+      T* total = partial + gs * slice + i0 * lanes;
+      for (int64_t ch = 1; ch < nch; ++ch) {
+        const T* chunk = total + ch * stride;
+        for (int64_t v = 0; v < len * lanes; ++v) total[v] += chunk[v];
+      }
+      Transpose<T> tr;
+      tr.in = total;
+      tr.in_item = lanes;
+      tr.n = tr.cols = len;
+      tr.m = std::min(lanes, Kg - k0);
+      tr.out = out + (gi * Kg + k0) * items + i0;
+      tr.out_row = 0;
+      tr.out_lane = items;
+      kt.transpose(tr);
     }
   });
 }
