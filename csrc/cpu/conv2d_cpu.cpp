@@ -774,7 +774,6 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
       }
   // Output channels per pass and the items the kernel pairs with them (see plane_wgrad).
   const int64_t kb_max = Kg >= 6 && Kg % 6 == 0 && Kg % 4 != 0 ? 6 : std::min<int64_t>(Kg, 4);
-  auto items_for = [](int64_t kb) -> int64_t { return kb == 1 ? 12 : kb == 2 ? 6 : kb == 3 ? 4 : kb == 4 ? 3 : 2; };
 
   const int64_t nch = reduction_chunks(s.N, s.flops() / 2);
   at::Tensor part = at::empty({nch, s.K * items}, gy.options());
@@ -801,7 +800,7 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
           a.x = xbuf.data();
           for (int64_t k1 = 0; k1 < Kg; k1 += kb_max) {
             a.kb = std::min(kb_max, Kg - k1);
-            const int64_t tb = items_for(a.kb);
+            const int64_t tb = kt.plane_wgrad_items[a.kb];
             a.gy = gbuf.data() + k1 * glay.plane();
             for (int64_t i0 = 0; i0 < items; i0 += tb) {
               a.item_off = item_off.data() + i0;

@@ -120,6 +120,7 @@ struct KernelsT {
   void (*wide_wgrad)(const WideWgrad<T>&);
   void (*plane_row)(const PlaneRow<T>&);
   void (*plane_wgrad)(const PlaneWgrad<T>&);
+  int plane_wgrad_items[kPlaneKB + 1];  // items per plane_wgrad call, by kb
   void (*transpose)(const Transpose<T>&);
   // even[i] = src[2i] for 2i < n, odd[i] = src[2i + 1] for 2i + 1 < n.
   void (*deinterleave)(const T* src, int64_t n, T* even, T* odd);

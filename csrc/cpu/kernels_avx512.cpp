@@ -10,6 +10,7 @@
 #define CONVKIT_WIDE_VEC_BYTES 64
 #define CONVKIT_WIDE_MR 8
 #define CONVKIT_WIDE_TILES 2
+#define CONVKIT_VEC_REGS 32
 #include "kernels_impl.h"
 
 namespace convkit {

@@ -5,6 +5,7 @@
 // CONVKIT_WIDE_VEC_BYTES (default 32) is the vector width of the wide
 // kernels, CONVKIT_WIDE_MR (default 6) their pixels (or items) per call and
 // CONVKIT_WIDE_TILES (default 1) the output-channel tiles a call may cover;
+// CONVKIT_VEC_REGS (default 16) is the number of vector registers;
 // the plane kernels always use 32-byte vectors (their rows are narrow).
 //
 // No standard-library templates are used here on purpose: an inline template
@@ -23,6 +24,9 @@
 #ifndef CONVKIT_WIDE_TILES
 #define CONVKIT_WIDE_TILES 1
 #endif
+#ifndef CONVKIT_VEC_REGS
+#define CONVKIT_VEC_REGS 16
+#endif
 
 namespace convkit {
 namespace cpu {
@@ -30,6 +34,7 @@ namespace CONVKIT_ISA_NS {
 namespace {
 
 constexpr int kVecBytes = 32;                      // plane kernels and sums
+constexpr int kPlaneRegs = CONVKIT_VEC_REGS;
 constexpr int kWideBytes = CONVKIT_WIDE_VEC_BYTES;  // wide kernels
 // A wide tile is 64 bytes of output channels (16 floats, 8 doubles) whatever
 // the vector width, so packed weights and the glue's choices do not depend on the ISA.
@@ -362,14 +367,19 @@ void plane_wgrad_kt(const PlaneWgrad<T>& a) {
       if (k < a.kb && t < a.nitem) storeu(a.acc + aoff[k][t], acc[k][t]);
 }
 
+// Items per plane grad_weight call for kb output channels: the kb x items
+// accumulators fill about three quarters of the vector registers (one
+// channel keeps 12: depthwise layers have 9 items).
+constexpr int plane_wgrad_items(int64_t kb) { return kb == 1 ? 12 : kPlaneRegs * 3 / 4 / (kb == 5 ? 6 : kb); }
+
 template <typename T>
 void plane_wgrad(const PlaneWgrad<T>& a) {
   switch (a.kb > 6 ? 6 : a.kb) {
-    case 1: plane_wgrad_kt<T, 1, 12>(a); break;
-    case 2: plane_wgrad_kt<T, 2, 6>(a); break;
-    case 3: plane_wgrad_kt<T, 3, 4>(a); break;
-    case 4: plane_wgrad_kt<T, 4, 3>(a); break;
-    default: plane_wgrad_kt<T, 6, 2>(a); break;
+    case 1: plane_wgrad_kt<T, 1, plane_wgrad_items(1)>(a); break;
+    case 2: plane_wgrad_kt<T, 2, plane_wgrad_items(2)>(a); break;
+    case 3: plane_wgrad_kt<T, 3, plane_wgrad_items(3)>(a); break;
+    case 4: plane_wgrad_kt<T, 4, plane_wgrad_items(4)>(a); break;
+    default: plane_wgrad_kt<T, 6, plane_wgrad_items(6)>(a); break;
   }
 }
 
@@ -480,6 +490,7 @@ KernelsT<T> make_kernels() {
   k.wide_wgrad = &wide_wgrad<T>;
   k.plane_row = &plane_row<T>;
   k.plane_wgrad = &plane_wgrad<T>;
+  for (int kb = 1; kb <= kPlaneKB; ++kb) k.plane_wgrad_items[kb] = plane_wgrad_items(kb);
   k.transpose = &transpose<T>;
   k.deinterleave = &deinterleave<T>;
   k.sum = &sum<T>;
