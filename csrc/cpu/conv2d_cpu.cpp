@@ -145,19 +145,25 @@ int64_t plane_span(int64_t Q, int64_t lanes, int64_t Kgrp) {
 template <typename T>
 void pack_plane(const T* in, int64_t H, int64_t W, const PlaneLayout& lay, T* plane) {
   // Zeroed row by row: one large memset may use cache-bypassing stores, and
-  // the writes below would then miss on every line. Plain copies zero only
-  // around the data.
-  const bool plain = lay.phases == 1 && lay.col_step == 1;
-  for (int64_t row = 0; row < lay.phases * lay.rows; ++row) {
-    const bool data = plain && row >= lay.row0 && row < lay.row0 + H * lay.row_step && (row - lay.row0) % lay.row_step == 0;
-    T* dst = plane + row * lay.width;
-    if (!data) {
-      std::memset(dst, 0, sizeof(T) * lay.width);
-    } else {
-      std::memset(dst, 0, sizeof(T) * lay.col0);
-      std::memset(dst + lay.col0 + W, 0, sizeof(T) * (lay.width - lay.col0 - W));
+  // the writes below would then miss on every line. Rows that receive data
+  // (without zero insertion) are zeroed only around it: in phase ph, columns
+  // c = col0 + w with c % phases == ph sit at [lo, lo + count).
+  for (int64_t ph = 0; ph < lay.phases; ++ph) {
+    const int64_t first = lay.col0 + (ph - lay.col0 % lay.phases + lay.phases) % lay.phases;
+    const int64_t lo = first / lay.phases, count = std::max<int64_t>(0, ceil_div(W - (first - lay.col0), lay.phases));
+    for (int64_t row = 0; row < lay.rows; ++row) {
+      T* dst = plane + (ph * lay.rows + row) * lay.width;
+      const bool data = lay.col_step == 1 && row >= lay.row0 && row < lay.row0 + H * lay.row_step &&
+                        (row - lay.row0) % lay.row_step == 0;
+      if (!data) {
+        std::memset(dst, 0, sizeof(T) * lay.width);
+      } else {
+        std::memset(dst, 0, sizeof(T) * lo);
+        std::memset(dst + lo + count, 0, sizeof(T) * (lay.width - lo - count));
+      }
     }
   }
+  const bool plain = lay.phases == 1 && lay.col_step == 1;
   for (int64_t h = 0; h < H; ++h) {
     const T* src_row = in + h * W;
     const int64_t row = h * lay.row_step + lay.row0;
