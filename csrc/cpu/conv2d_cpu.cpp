@@ -141,20 +141,22 @@ int64_t plane_span(int64_t Q, int64_t lanes, int64_t Kgrp) {
   return span;
 }
 
-// One source plane (H x W, contiguous) into its layout slot `plane`.
+// One source plane (H x W, contiguous) into its layout slot `plane`. A slot
+// that already holds zeros outside the data (a zero-initialised buffer reused
+// for planes of one layout) needs no zeroing: `zeroed`.
 template <typename T>
-void pack_plane(const T* in, int64_t H, int64_t W, const PlaneLayout& lay, T* plane) {
+void pack_plane(const T* in, int64_t H, int64_t W, const PlaneLayout& lay, T* plane, bool zeroed = false) {
   // Zeroed row by row: one large memset may use cache-bypassing stores, and
   // the writes below would then miss on every line. Rows that receive data
   // (without zero insertion) are zeroed only around it: in phase ph, columns
   // c = col0 + w with c % phases == ph sit at [lo, lo + count).
-  for (int64_t ph = 0; ph < lay.phases; ++ph) {
+  for (int64_t ph = 0; !zeroed && ph < lay.phases; ++ph) {
     const int64_t first = lay.col0 + (ph - lay.col0 % lay.phases + lay.phases) % lay.phases;
     const int64_t lo = first / lay.phases, count = std::max<int64_t>(0, ceil_div(W - (first - lay.col0), lay.phases));
     for (int64_t row = 0; row < lay.rows; ++row) {
       T* dst = plane + (ph * lay.rows + row) * lay.width;
       const bool data = lay.col_step == 1 && row >= lay.row0 && row < lay.row0 + H * lay.row_step &&
-                        (row - lay.row0) % lay.row_step == 0;
+                        (lay.row_step == 1 || (row - lay.row0) % lay.row_step == 0);
       if (!data) {
         std::memset(dst, 0, sizeof(T) * lay.width);
       } else {
@@ -514,7 +516,7 @@ void run_plane_rows(const at::Tensor& src_any, PlaneLayout& lay, int64_t col_ori
   const int64_t units = N * G;
   const int64_t unit_work = Kgrp * Pout * Qout * nred;
   at::parallel_for(0, units, grain_for(unit_work), [&](int64_t begin, int64_t end) {
-    std::vector<T> buf(Cred * lay.plane());
+    std::vector<T> buf(Cred * lay.plane());  // zero once: every plane packs its data into the same slots
     PlaneRow<T> a;
     a.in_row_step = row_step * lay.width;
     a.out_k = Pout * Qout;
@@ -523,7 +525,7 @@ void run_plane_rows(const at::Tensor& src_any, PlaneLayout& lay, int64_t col_ori
     for (int64_t u = begin; u < end; ++u) {
       const int64_t g = u % G, n = u / G;
       for (int64_t c = 0; c < Cred; ++c)
-        pack_plane(source + (n * Cin + g * Cred + c) * H * W, H, W, lay, buf.data() + c * lay.plane());
+        pack_plane(source + (n * Cin + g * Cred + c) * H * W, H, W, lay, buf.data() + c * lay.plane(), true);
       const T* in = buf.data() + col_origin + row_origin * lay.width;
       for (int64_t kbi = 0; kbi < kblocks; ++kbi) {
         const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
@@ -787,6 +789,7 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
   const T* g = gy.const_data_ptr<T>();
   T* partial = part.mutable_data_ptr<T>();
   at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
+    // The plane buffers are zeroed once: every image packs its data into the same slots.
     std::vector<T> scratch(s.K * items * L), xbuf(Cg * lay.plane()), gbuf(Kg * glay.plane());
     PlaneWgrad<T> a;
     a.x_row = s.stride_h * lay.width;
@@ -800,9 +803,9 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
       for (int64_t n = s.N * ch / nch; n < s.N * (ch + 1) / nch; ++n)
         for (int64_t gi = 0; gi < G; ++gi) {
           for (int64_t c = 0; c < Cg; ++c)
-            pack_plane(x + (n * s.C + gi * Cg + c) * s.H * s.W, s.H, s.W, lay, xbuf.data() + c * lay.plane());
+            pack_plane(x + (n * s.C + gi * Cg + c) * s.H * s.W, s.H, s.W, lay, xbuf.data() + c * lay.plane(), true);
           for (int64_t k = 0; k < Kg; ++k)
-            pack_plane(g + (n * s.K + gi * Kg + k) * s.P * s.Q, s.P, s.Q, glay, gbuf.data() + k * glay.plane());
+            pack_plane(g + (n * s.K + gi * Kg + k) * s.P * s.Q, s.P, s.Q, glay, gbuf.data() + k * glay.plane(), true);
           a.x = xbuf.data();
           for (int64_t k1 = 0; k1 < Kg; k1 += kb_max) {
             a.kb = std::min(kb_max, Kg - k1);
