@@ -185,14 +185,12 @@ template <typename T, int M, int TT>
 void wide_wgrad_m(const WideWgrad<T>& a) {
   constexpr int L = Wide<T>::L, NV = Wide<T>::NV * TT;
   using W = typename Wide<T>::type;
-  W acc[M][NV];
+  // The call's sums start from zero and are added to acc at the end: a
+  // two-level sum, so long reductions lose no more accuracy than short ones.
+  W acc[M][NV] = {};
   int64_t off[M];
 #pragma GCC unroll 16
-  for (int j = 0; j < M; ++j) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[j][v] = loadu<T, kWideBytes>(a.acc + j * a.acc_item + v * L);
-    off[j] = a.item_off[j];
-  }
+  for (int j = 0; j < M; ++j) off[j] = a.item_off[j];
   for (int64_t row = 0; row < a.rows; ++row) {
     const T* x = a.x + row * a.x_row;
     const T* g = a.gy + row * a.gy_row;
@@ -213,7 +211,10 @@ void wide_wgrad_m(const WideWgrad<T>& a) {
 #pragma GCC unroll 16
   for (int j = 0; j < M; ++j)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) storeu<T, kWideBytes>(a.acc + j * a.acc_item + v * L, acc[j][v]);
+    for (int v = 0; v < NV; ++v) {
+      T* dst = a.acc + j * a.acc_item + v * L;
+      storeu<T, kWideBytes>(dst, loadu<T, kWideBytes>(dst) + acc[j][v]);
+    }
 }
 
 template <typename T, int M, int TT>
@@ -329,7 +330,7 @@ void plane_wgrad_kt(const PlaneWgrad<T>& a) {
 #pragma GCC unroll 16
     for (int t = 0; t < TB; ++t) {
       aoff[k][t] = (min64(k, a.kb - 1) * a.acc_k + min64(t, a.nitem - 1)) * L;
-      acc[k][t] = loadu(a.acc + aoff[k][t]);
+      acc[k][t] = V<T>{};  // a two-level sum, as in wide_wgrad_m
     }
   for (int64_t row = 0; row < a.rows; ++row) {
     const T* x = a.x + row * a.x_row;
@@ -364,7 +365,7 @@ void plane_wgrad_kt(const PlaneWgrad<T>& a) {
   for (int k = KB - 1; k >= 0; --k)
 #pragma GCC unroll 16
     for (int t = TB - 1; t >= 0; --t)
-      if (k < a.kb && t < a.nitem) storeu(a.acc + aoff[k][t], acc[k][t]);
+      if (k < a.kb && t < a.nitem) storeu(a.acc + aoff[k][t], loadu(a.acc + aoff[k][t]) + acc[k][t]);
 }
 
 // Items per plane grad_weight call for kb output channels: the kb x items
