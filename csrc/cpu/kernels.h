@@ -85,7 +85,7 @@ struct PlaneWgrad {
 // lanes = tiles * NR (adjacent output-channel tiles),
 //   acc[j*acc_item + lane] += sum over rows and cols of
 //     x[item_off[j] + row*x_row + col*x_col] * gy[row*gy_row + col*gy_col + lane]
-// with the accumulators held in registers across the whole reduction.
+// (each call sums in registers from zero, then adds to acc: a two-level sum).
 template <typename T>
 struct WideWgrad {
   const T* x;
