@@ -88,6 +88,12 @@ FIXED = [
     dict(N=2, C=16, K=16, H=11, W=11, R=3, S=3, stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=16),
     dict(N=1, C=32, K=64, H=6, W=6, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=2),
     dict(N=1, C=8, K=8, H=5, W=5, R=3, S=3, stride=(3, 3), padding=(3, 3), dilation=(1, 1), groups=1),
+    # Winograd F(2x2, 3x3): odd sizes (tiles hanging over the edges), channel
+    # tails, every padding up to 2, tiny images, channel blocks (C > 256).
+    dict(N=2, C=17, K=33, H=7, W=9, R=3, S=3, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(N=1, C=24, K=40, H=6, W=5, R=3, S=3, stride=(1, 1), padding=(2, 0), dilation=(1, 1), groups=1),
+    dict(N=3, C=16, K=16, H=1, W=2, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+    dict(N=1, C=300, K=20, H=5, W=6, R=3, S=3, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
 ]
 
 
@@ -96,6 +102,29 @@ FIXED = [
 @pytest.mark.parametrize("idx", range(len(FIXED)))
 def test_fixed_shapes(idx, layout, dtype):
     check(dict(FIXED[idx], bias=True, layout=layout, dtype=dtype), seed=idx)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_winograd_agrees_with_direct_kernels(layout, monkeypatch):
+    """The Winograd path (3x3, stride 1) and the direct wide kernels
+    (CONVKIT_WINOGRAD=0) compute the same forward and grad_input."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 40, 13, 10, generator=gen, dtype=torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+    w = torch.randn(48, 40, 3, 3, generator=gen, dtype=torch.float64)
+    b = torch.randn(48, generator=gen, dtype=torch.float64)
+    go = torch.randn(2, 48, 13, 10, generator=gen, dtype=torch.float64)
+
+    def run():
+        y = ops.conv2d(x, w, b, [1, 1], [1, 1], [1, 1], 1)
+        return y, ops.conv2d_backward(go, x, w, [1, 1], [1, 1], [1, 1], 1, [True, False, False])[0]
+
+    winograd = run()
+    monkeypatch.setenv("CONVKIT_WINOGRAD", "0")
+    direct = run()
+    for a, d in zip(winograd, direct):
+        assert a.stride() == d.stride()
+        torch.testing.assert_close(a, d, rtol=1e-12, atol=1e-12)
 
 
 def test_corr2d_matches_torch():

@@ -19,8 +19,9 @@ CONFIGS = [
     ((2, 2, 7, 7), (2, 1, 2, 3), (1, 2), (2, 1), (2, 1), 2, True),
     ((1, 3, 6, 5), (3, 1, 3, 3), 1, "same", 2, 3, True),  # depthwise
     ((3, 5, 5), (2, 3, 2, 2), 2, 0, 1, 1, True),  # unbatched input: (3, 5, 5) is C, H, W
+    ((1, 16, 4, 5), (16, 16, 3, 3), 1, 1, 1, 1, True),  # 3x3 stride 1 with channels: Winograd on the CPU
 ]
-CONFIG_IDS = ["plain", "stride-pad-groups", "pairs", "depthwise-same", "unbatched"]
+CONFIG_IDS = ["plain", "stride-pad-groups", "pairs", "depthwise-same", "unbatched", "winograd"]
 
 
 def random_operands(config, dtype=torch.float64, device="cpu", seed=0, requires_grad=False):

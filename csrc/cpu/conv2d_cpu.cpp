@@ -27,7 +27,9 @@
 #include <vector>
 
 #include "../checks.h"
+#include "common.h"
 #include "kernels.h"
+#include "winograd.h"
 
 namespace convkit {
 namespace cpu {
@@ -51,53 +53,6 @@ const KernelTable& kernels() {
 }
 
 namespace {
-
-template <typename T>
-const KernelsT<T>& kern();
-template <>
-const KernelsT<float>& kern<float>() { return kernels().f32; }
-template <>
-const KernelsT<double>& kern<double>() { return kernels().f64; }
-
-// Work below this many multiply-adds per task is not worth a thread.
-constexpr int64_t kMinTaskWork = 1 << 16;
-
-int64_t grain_for(int64_t work_per_item) {
-  return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_item));
-}
-
-int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-// Floor division for possibly negative numerators (b > 0).
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-// A pass runs the wide kernels when its vector dimension (output channels
-// for forward and grad_weight, input channels for grad_input) fills at least
-// half of a wide tile's lanes.
-template <typename T>
-bool use_wide(int64_t vector_channels) {
-  return vector_channels * 2 >= kern<T>().nr;
-}
-
-// Whether every value is finite: then products with padding zeros are exact
-// zeros, and kernels may skip them or add them as they find fastest. A block
-// holding Inf or NaN has a non-finite sum; finite values whose sum overflows
-// only send the caller to its exact (slower) path.
-template <typename T>
-bool all_finite(const at::Tensor& values) {
-  const at::Tensor dense = values.is_non_overlapping_and_dense() ? values : values.contiguous();
-  const T* p = dense.const_data_ptr<T>();
-  const int64_t n = dense.numel(), block = 1 << 14;
-  std::atomic<bool> finite{true};
-  at::parallel_for(0, ceil_div(n, block), grain_for(block), [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end && finite.load(std::memory_order_relaxed); ++b) {
-      const int64_t lo = b * block;
-      if (!std::isfinite(kern<T>().sum(p + lo, std::min(block, n - lo)))) finite = false;
-    }
-  });
-  return finite;
-}
-
 // ---------------------------------------------------------------------------
 // Buffers
 
@@ -229,41 +184,6 @@ PlaneLayout input_plane_layout(const ConvShape& s, int64_t span) {
 // ---------------------------------------------------------------------------
 // Forward
 
-// grad_output (N, G*Kg, P, Q) as (N, P, Q, G, Kpad): channels-last with each
-// group's channels zero-padded to Kpad lanes.
-template <typename T>
-at::Tensor channels_last_padded(const at::Tensor& gy_any, int64_t G, int64_t Kpad) {
-  const int64_t N = gy_any.size(0), K = gy_any.size(1), P = gy_any.size(2), Q = gy_any.size(3), Kg = K / G;
-  if (Kpad == Kg && gy_any.suggest_memory_format() == at::MemoryFormat::ChannelsLast)
-    return gy_any.permute({0, 2, 3, 1}).contiguous();
-  const at::Tensor gy = gy_any.contiguous();
-  at::Tensor out = at::empty({N, P, Q, G * Kpad}, gy.options());
-  const T* src = gy.const_data_ptr<T>();
-  T* dst = out.mutable_data_ptr<T>();
-  const int64_t Ko = G * Kpad;
-  const KernelsT<T>& kt = kern<T>();
-  at::parallel_for(0, N * P, grain_for(Q * Ko), [&](int64_t begin, int64_t end) {
-    Transpose<T> t;  // one row: channels (items) x pixels (lanes)
-    t.in_item = P * Q;
-    t.n = t.cols = Kg;
-    t.m = Q;
-    t.out_row = 0;
-    t.out_lane = Ko;
-    for (int64_t np = begin; np < end; ++np) {
-      const int64_t n = np / P, p = np % P;
-      T* row = dst + np * Q * Ko;
-      for (int64_t g = 0; g < G; ++g) {
-        t.in = src + ((n * K + g * Kg) * P + p) * Q;
-        t.out = row + g * Kpad;
-        kt.transpose(t);
-        for (int64_t k = Kg; k < Kpad; ++k)
-          for (int64_t q = 0; q < Q; ++q) row[q * Ko + g * Kpad + k] = T(0);
-      }
-    }
-  });
-  return out;
-}
-
 // Zero-padded copy of `x` in its own layout (channels-last stays channels-last).
 template <typename T>
 at::Tensor padded_input(const at::Tensor& x, int64_t ph, int64_t pw) {
@@ -303,57 +223,23 @@ int64_t wide_channel_block(int64_t Cred, int64_t ntaps) {
   return ceil_div(Cred, ceil_div(Cred, fit));
 }
 
-// A weight tensor seen as (group, output k, reduction channel c, tap t):
-// element at src[g * g_stride + k * k_stride + c * c_stride + tap[t]], where
-// each (k, c) holds rs contiguous values (a weight's R x S) and tap[t] < rs.
-template <typename T>
-struct WeightView {
-  const T* src;
-  int64_t g_stride, k_stride, c_stride, rs;
-  std::vector<int64_t> tap;
-};
-
 // Weights for run_wide, packed [g][output tile][channel block][tap][c][NR lanes]
 // with zero lanes past Kout. Per output tile, register transposes first turn
 // the NR lanes' weights into [c][R x S][NR], then whole NR-lane rows move into place.
 template <typename T>
 at::Tensor pack_wide_weights(int64_t G, int64_t Kout, int64_t Cred, const WeightView<T>& w, const at::TensorOptions& options) {
-  const KernelsT<T>& kt = kern<T>();
-  const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), ntaps = w.tap.size(), rs = w.rs;
+  const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR), ntaps = w.tap.size(), rs = w.rs;
   const int64_t Cb = wide_channel_block<T>(Cred, ntaps);
   at::Tensor packed = at::empty({G * KB * NR * Cred * ntaps}, options);
-  at::parallel_for(0, G * KB, grain_for(Cred * rs * NR), [&](int64_t begin, int64_t end) {
-    std::vector<T> lanes_last(Cred * rs * NR);
-    for (int64_t gk = begin; gk < end; ++gk) {
-      const int64_t g = gk / KB, k0 = gk % KB * NR, lanes = std::min(NR, Kout - k0);
-      if (lanes < NR) std::fill(lanes_last.begin(), lanes_last.end(), T(0));
-      Transpose<T> tr;  // items: the tile's lanes k; values: (c, r) pairs
-      tr.in_item = w.k_stride;
-      tr.n = tr.cols = lanes;
-      tr.out_row = 0;
-      tr.out_lane = NR;
-      const T* src = w.src + g * w.g_stride + k0 * w.k_stride;
-      if (w.c_stride == rs) {  // a lane's weights are one run over (c, r)
-        tr.in = src;
-        tr.m = Cred * rs;
-        tr.out = lanes_last.data();
-        kt.transpose(tr);
-      } else {
-        for (int64_t c = 0; c < Cred; ++c) {
-          tr.in = src + c * w.c_stride;
-          tr.m = rs;
-          tr.out = lanes_last.data() + c * rs * NR;
-          kt.transpose(tr);
-        }
-      }
-      T* tile = packed.mutable_data_ptr<T>() + gk * ntaps * Cred * NR;
-      for (int64_t c0 = 0; c0 < Cred; c0 += Cb) {
-        const int64_t len = std::min(Cb, Cred - c0);
-        T* dst = tile + c0 * ntaps * NR;
-        for (int64_t t = 0; t < ntaps; ++t)
-          for (int64_t c = 0; c < len; ++c)
-            std::memcpy(dst + (t * len + c) * NR, lanes_last.data() + ((c0 + c) * rs + w.tap[t]) * NR, sizeof(T) * NR);
-      }
+  T* base = packed.mutable_data_ptr<T>();
+  for_each_weight_tile<T>(G, Kout, Cred, w, [&](int64_t gk, const T* lanes_last) {
+    T* tile = base + gk * ntaps * Cred * NR;
+    for (int64_t c0 = 0; c0 < Cred; c0 += Cb) {
+      const int64_t len = std::min(Cb, Cred - c0);
+      T* dst = tile + c0 * ntaps * NR;
+      for (int64_t t = 0; t < ntaps; ++t)
+        for (int64_t c = 0; c < len; ++c)
+          std::memcpy(dst + (t * len + c) * NR, lanes_last + ((c0 + c) * rs + w.tap[t]) * NR, sizeof(T) * NR);
     }
   });
   return packed;
@@ -565,7 +451,9 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std:
   if (y.numel() == 0) return y;
   const at::Tensor bias = bias_opt.has_value() && bias_opt->defined() ? bias_opt->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_cpu", [&] {
-    if (use_wide<scalar_t>(s.K_per_group()))
+    if (winograd_suits(s) && all_finite<scalar_t>(input) && all_finite<scalar_t>(weight))
+      winograd_forward(input, weight, bias, s, y);
+    else if (use_wide<scalar_t>(s.K_per_group()))
       forward_wide<scalar_t>(input, weight, bias, s, y);
     else
       forward_plane<scalar_t>(input, weight, bias, s, y);
@@ -1008,6 +896,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_input = at::zeros(input.sizes(), input.options());
       } else if (!all_finite<scalar_t>(weight)) {
         backward_input_exact<scalar_t>(grad_output, weight, s, grad_input);
+      } else if (winograd_suits(s) && all_finite<scalar_t>(grad_output)) {
+        grad_input = at::empty(input.sizes(), input.options().memory_format(input.suggest_memory_format()));
+        winograd_backward_input(grad_output, weight, s, grad_input);
       } else if (use_wide<scalar_t>(s.C_per_group())) {
         backward_input_wide<scalar_t>(grad_output, weight, s, input.suggest_memory_format(), grad_input);
       } else {

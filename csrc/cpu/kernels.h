@@ -110,6 +110,44 @@ struct Transpose {
   int64_t out_row, out_lane;
 };
 
+// Winograd F(2x2, 3x3) transforms, vectorized across channels. Tile t of a
+// chunk sits at tile row t / tiles_per_row, tile column t % tiles_per_row;
+// tiles are 2 x 2 output pixels read from 4 x 4 input patches.
+// Input: for c < C and the 16 (i, j) of each tile,
+//   v[(4i + j) * v_xi + t * v_tile + c] = (B^T d B)[i][j],
+//   d[r][s] = in[(2 * row(t) + r) * in_row + (2 * col(t) + s) * in_col + c].
+template <typename T>
+struct WinoInput {
+  const T* in;
+  int64_t in_row, in_col, C, ntiles, tiles_per_row;
+  T* v;
+  int64_t v_xi, v_tile;
+};
+
+// Filters of one wide tile (NR lanes): for c < C, xi < 16 and l < NR,
+//   u[(xi * C + c) * NR + l] = (G g G^T)[xi], g[r][s] = g[(c * rs + tap[3r + s]) * NR + l].
+template <typename T>
+struct WinoWeights {
+  const T* g;
+  int64_t rs;
+  const int64_t* tap;
+  int64_t C;
+  T* u;
+};
+
+// Output: for the tiles t0 .. t0 + ntiles - 1 of a chunk and lane l < lanes,
+//   out[((2 * row(t) + i) * out_row + 2 * col(t) + j) * lanes + l] = bias[l] + (A^T m A)[i][j],
+//   m[4a + b] = m[(4a + b) * m_xi + (t - t0) * lanes + l],
+// for the pixels inside rows x cols (tiles at the edges may hang over).
+template <typename T>
+struct WinoOutput {
+  const T* m;
+  int64_t m_xi, lanes, t0, ntiles, tiles_per_row;
+  const T* bias;  // lanes values, or null
+  T* out;
+  int64_t out_row, rows, cols;
+};
+
 template <typename T>
 struct KernelsT {
   int lanes;  // elements per vector
@@ -122,6 +160,9 @@ struct KernelsT {
   void (*plane_wgrad)(const PlaneWgrad<T>&);
   int plane_wgrad_items[kPlaneKB + 1];  // items per plane_wgrad call, by kb
   void (*transpose)(const Transpose<T>&);
+  void (*wino_weights)(const WinoWeights<T>&);
+  void (*wino_input)(const WinoInput<T>&);
+  void (*wino_output)(const WinoOutput<T>&);
   // even[i] = src[2i] for 2i < n, odd[i] = src[2i + 1] for 2i + 1 < n.
   void (*deinterleave)(const T* src, int64_t n, T* even, T* odd);
   // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).

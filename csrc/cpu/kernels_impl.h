@@ -439,6 +439,127 @@ void transpose(const Transpose<T>& a) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Winograd F(2x2, 3x3). One source serves vectors of channels and the scalar
+// channel tail: X is a wide vector or T itself.
+template <typename X, typename T>
+inline X load_as(const T* p) {
+  X x;
+  std::memcpy(&x, p, sizeof(X));
+  return x;
+}
+
+template <typename X, typename T>
+inline void store_as(T* p, X x) {
+  std::memcpy(p, &x, sizeof(X));
+}
+
+// 1-D input transform B^T d.
+template <typename X>
+inline void wino_bt(const X (&d)[4], X (&e)[4]) {
+  e[0] = d[0] - d[2];
+  e[1] = d[1] + d[2];
+  e[2] = d[2] - d[1];
+  e[3] = d[1] - d[3];
+}
+
+// 1-D filter transform G g.
+template <typename X, typename T>
+inline void wino_g(const X (&g)[3], X (&a)[4]) {
+  a[0] = g[0];
+  a[1] = T(0.5) * (g[0] + g[1] + g[2]);
+  a[2] = T(0.5) * (g[0] - g[1] + g[2]);
+  a[3] = g[2];
+}
+
+template <typename T>
+void wino_weights(const WinoWeights<T>& a) {
+  using X = typename Wide<T>::type;
+  constexpr int NR = Wide<T>::NR, L = Wide<T>::L;
+  for (int64_t c = 0; c < a.C; ++c)
+    for (int l = 0; l < NR; l += L) {
+      const T* g = a.g + c * a.rs * NR + l;
+      X cols[3][4];  // cols[s]: column s of the filter, transformed along its rows
+#pragma GCC unroll 3
+      for (int s = 0; s < 3; ++s) {
+        const X col[3] = {load_as<X>(g + a.tap[s] * NR), load_as<X>(g + a.tap[3 + s] * NR),
+                          load_as<X>(g + a.tap[6 + s] * NR)};
+        wino_g<X, T>(col, cols[s]);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const X row[3] = {cols[0][i], cols[1][i], cols[2][i]};
+        X u[4];
+        wino_g<X, T>(row, u);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) store_as(a.u + ((4 * i + j) * a.C + c) * NR + l, u[j]);
+      }
+    }
+}
+
+template <typename T, typename X>
+inline void wino_input_at(const WinoInput<T>& a, int64_t t, int64_t c) {
+  const T* src = a.in + 2 * (t / a.tiles_per_row) * a.in_row + 2 * (t % a.tiles_per_row) * a.in_col + c;
+  X rows[4][4];  // rows[r][j]: row r of the patch, transformed along its columns
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+    X d[4];
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; ++s) d[s] = load_as<X>(src + r * a.in_row + s * a.in_col);
+    wino_bt(d, rows[r]);
+  }
+  T* dst = a.v + t * a.v_tile + c;
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    X d[4] = {rows[0][j], rows[1][j], rows[2][j], rows[3][j]}, e[4];
+    wino_bt(d, e);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) store_as(dst + (4 * i + j) * a.v_xi, e[i]);
+  }
+}
+
+template <typename T>
+void wino_input(const WinoInput<T>& a) {
+  constexpr int L = Wide<T>::L;
+  for (int64_t t = 0; t < a.ntiles; ++t) {
+    int64_t c = 0;
+    for (; c + L <= a.C; c += L) wino_input_at<T, typename Wide<T>::type>(a, t, c);
+    for (; c < a.C; ++c) wino_input_at<T, T>(a, t, c);
+  }
+}
+
+template <typename T, typename X>
+inline void wino_output_at(const WinoOutput<T>& a, int64_t t, int64_t l) {
+  const T* src = a.m + (t - a.t0) * a.lanes + l;
+  X m[16], u[2][4];
+#pragma GCC unroll 16
+  for (int x = 0; x < 16; ++x) m[x] = load_as<X>(src + x * a.m_xi);
+#pragma GCC unroll 4
+  for (int b = 0; b < 4; ++b) {  // A^T along the first index
+    u[0][b] = m[b] + m[4 + b] + m[8 + b];
+    u[1][b] = m[4 + b] - m[8 + b] - m[12 + b];
+  }
+  const X bias = a.bias ? load_as<X>(a.bias + l) : X{};
+  const int64_t row = 2 * (t / a.tiles_per_row), col = 2 * (t % a.tiles_per_row);
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; ++i) {
+    if (row + i >= a.rows) break;
+    T* dst = a.out + ((row + i) * a.out_row + col) * a.lanes + l;
+    store_as(dst, bias + u[i][0] + u[i][1] + u[i][2]);
+    if (col + 1 < a.cols) store_as(dst + a.lanes, bias + u[i][1] - u[i][2] - u[i][3]);
+  }
+}
+
+template <typename T>
+void wino_output(const WinoOutput<T>& a) {
+  constexpr int L = Wide<T>::L;
+  for (int64_t t = a.t0; t < a.t0 + a.ntiles; ++t) {
+    int64_t l = 0;
+    for (; l + L <= a.lanes; l += L) wino_output_at<T, typename Wide<T>::type>(a, t, l);
+    for (; l < a.lanes; ++l) wino_output_at<T, T>(a, t, l);
+  }
+}
+
 // Even and odd elements of a row (the two column phases of a stride-2 layout).
 inline void split_even_odd(V<float> a, V<float> b, V<float>& even, V<float>& odd) {
   even = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
@@ -493,6 +614,9 @@ KernelsT<T> make_kernels() {
   k.plane_wgrad = &plane_wgrad<T>;
   for (int kb = 1; kb <= kPlaneKB; ++kb) k.plane_wgrad_items[kb] = plane_wgrad_items(kb);
   k.transpose = &transpose<T>;
+  k.wino_weights = &wino_weights<T>;
+  k.wino_input = &wino_input<T>;
+  k.wino_output = &wino_output<T>;
   k.deinterleave = &deinterleave<T>;
   k.sum = &sum<T>;
   return k;

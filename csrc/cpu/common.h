@@ -1,0 +1,163 @@
+// Helpers shared by the CPU passes (conv2d_cpu.cpp, winograd.cpp): the
+// kernel table for a dtype, work splitting, finiteness checks, and the two
+// layout changes every wide pass needs (channels-last activations, weights
+// with output channels as vector lanes).
+#pragma once
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "kernels.h"
+
+namespace convkit {
+namespace cpu {
+namespace {
+
+template <typename T>
+const KernelsT<T>& kern();
+template <>
+inline const KernelsT<float>& kern<float>() { return kernels().f32; }
+template <>
+inline const KernelsT<double>& kern<double>() { return kernels().f64; }
+
+// Work below this many multiply-adds per task is not worth a thread.
+constexpr int64_t kMinTaskWork = 1 << 16;
+
+inline int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_item));
+}
+
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// Floor division for possibly negative numerators (b > 0).
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// A pass runs the wide kernels when its vector dimension (output channels
+// for forward and grad_weight, input channels for grad_input) fills at least
+// half of a wide tile's lanes.
+template <typename T>
+bool use_wide(int64_t vector_channels) {
+  return vector_channels * 2 >= kern<T>().nr;
+}
+
+// Whether every value is finite: then products with padding zeros are exact
+// zeros, and kernels may skip them or add them as they find fastest. A block
+// holding Inf or NaN has a non-finite sum; finite values whose sum overflows
+// only send the caller to its exact (slower) path.
+template <typename T>
+bool all_finite(const at::Tensor& values) {
+  const at::Tensor dense = values.is_non_overlapping_and_dense() ? values : values.contiguous();
+  const T* p = dense.const_data_ptr<T>();
+  const int64_t n = dense.numel(), block = 1 << 14;
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, ceil_div(n, block), grain_for(block), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end && finite.load(std::memory_order_relaxed); ++b) {
+      const int64_t lo = b * block;
+      if (!std::isfinite(kern<T>().sum(p + lo, std::min(block, n - lo)))) finite = false;
+    }
+  });
+  return finite;
+}
+
+// A weight tensor seen as (group, output k, reduction channel c, tap t):
+// element at src[g * g_stride + k * k_stride + c * c_stride + tap[t]], where
+// each (k, c) holds rs contiguous values (a weight's R x S) and tap[t] < rs.
+template <typename T>
+struct WeightView {
+  const T* src;
+  int64_t g_stride, k_stride, c_stride, rs;
+  std::vector<int64_t> tap;
+};
+
+// Calls place(tile, lanes_last) for every output tile (g * ceil(Kout / NR) +
+// k0 / NR) of the weights, in parallel, with lanes_last holding the tile's
+// weights as [c][rs][NR lanes] (zero lanes past Kout). Register transposes do
+// the gather: a lane's weights are strided by k_stride in the source.
+template <typename T, typename Place>
+void for_each_weight_tile(int64_t G, int64_t Kout, int64_t Cred, const WeightView<T>& w, const Place& place) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), rs = w.rs;
+  at::parallel_for(0, G * KB, grain_for(Cred * rs * NR), [&](int64_t begin, int64_t end) {
+    std::vector<T> lanes_last(Cred * rs * NR);
+    for (int64_t gk = begin; gk < end; ++gk) {
+      const int64_t g = gk / KB, k0 = gk % KB * NR, lanes = std::min(NR, Kout - k0);
+      if (lanes < NR) std::fill(lanes_last.begin(), lanes_last.end(), T(0));
+      Transpose<T> tr;  // items: the tile's lanes k; values: (c, r) pairs
+      tr.in_item = w.k_stride;
+      tr.n = tr.cols = lanes;
+      tr.out_row = 0;
+      tr.out_lane = NR;
+      const T* src = w.src + g * w.g_stride + k0 * w.k_stride;
+      if (w.c_stride == rs) {  // a lane's weights are one run over (c, r)
+        tr.in = src;
+        tr.m = Cred * rs;
+        tr.out = lanes_last.data();
+        kt.transpose(tr);
+      } else {
+        for (int64_t c = 0; c < Cred; ++c) {
+          tr.in = src + c * w.c_stride;
+          tr.m = rs;
+          tr.out = lanes_last.data() + c * rs * NR;
+          kt.transpose(tr);
+        }
+      }
+      place(gk, lanes_last.data());
+    }
+  });
+}
+
+// x (N, G*Cg, H, W) as (N, rows, cols, G, Cpad): channels-last with each
+// group's channels zero-padded to Cpad lanes, the image at (top, left) and
+// zeros around it.
+template <typename T>
+at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad, int64_t top = 0, int64_t left = 0,
+                                int64_t rows = -1, int64_t cols = -1) {
+  const int64_t N = x_any.size(0), C = x_any.size(1), H = x_any.size(2), W = x_any.size(3), Cg = C / G;
+  if (rows < 0) rows = H;
+  if (cols < 0) cols = W;
+  const bool border = top != 0 || left != 0 || rows != H || cols != W;
+  if (Cpad == Cg && !border && x_any.suggest_memory_format() == at::MemoryFormat::ChannelsLast)
+    return x_any.permute({0, 2, 3, 1}).contiguous();
+  const at::Tensor x = x_any.contiguous();
+  const int64_t Co = G * Cpad;
+  at::Tensor out = at::empty({N, rows, cols, Co}, x.options());
+  const T* src = x.const_data_ptr<T>();
+  T* dst = out.mutable_data_ptr<T>();
+  const KernelsT<T>& kt = kern<T>();
+  at::parallel_for(0, N * rows, grain_for(cols * Co), [&](int64_t begin, int64_t end) {
+    Transpose<T> t;  // one row: channels (items) x pixels (lanes)
+    t.in_item = H * W;
+    t.n = t.cols = Cg;
+    t.m = W;
+    t.out_row = 0;
+    t.out_lane = Co;
+    for (int64_t nr = begin; nr < end; ++nr) {
+      const int64_t n = nr / rows, h = nr % rows - top;
+      T* row = dst + nr * cols * Co;
+      if (h < 0 || h >= H) {
+        std::fill(row, row + cols * Co, T(0));
+        continue;
+      }
+      std::fill(row, row + left * Co, T(0));
+      std::fill(row + (left + W) * Co, row + cols * Co, T(0));
+      for (int64_t g = 0; g < G; ++g) {
+        t.in = src + ((n * C + g * Cg) * H + h) * W;
+        t.out = row + left * Co + g * Cpad;
+        kt.transpose(t);
+        for (int64_t c = Cg; c < Cpad; ++c)
+          for (int64_t q = 0; q < W; ++q) row[(left + q) * Co + g * Cpad + c] = T(0);
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace convkit

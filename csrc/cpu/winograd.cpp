@@ -1,0 +1,179 @@
+// Winograd F(2x2, 3x3) (Lavin and Gray, 2016): each 2 x 2 output tile is
+//   Y = A^T [ sum over c of (G g G^T) .* (B^T d B) ] A
+// for 4 x 4 input patches d and 3 x 3 filters g: 16 products per tile and
+// channel pair instead of 36. The 16 sums over c are 16 matrix products
+// (tiles x channels) x (channels x outputs), run by the wide tile kernel with
+// a single tap; the transforms are vector kernels across channels.
+//
+// Data flow per task (a chunk of tiles of one image, a range of output tiles):
+// channels-last padded input -> transformed patches V[16][tile][c] (L2) ->
+// per block of tiles, the 16 products M[16][tile][lanes] (L1) -> output
+// transform into a channels-last staging block -> the output's own layout.
+#include "winograd.h"
+
+#include <ATen/Dispatch.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "common.h"
+
+namespace convkit {
+namespace cpu {
+namespace {
+
+constexpr int64_t kXi = 16;  // transformed values per tile
+
+// Transformed filters U = G g G^T, packed [output tile][xi][c][NR lanes] for
+// the wide kernel (a call covering tiles kb, kb+1 finds the second at + 16 * Cred * NR).
+template <typename T>
+at::Tensor transform_weights(int64_t Kout, int64_t Cred, const WeightView<T>& w, const at::TensorOptions& options) {
+  const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR);
+  at::Tensor packed = at::empty({KB * kXi * Cred * NR}, options);
+  T* base = packed.mutable_data_ptr<T>();
+  for_each_weight_tile<T>(1, Kout, Cred, w, [&](int64_t kb, const T* lanes_last) {
+    WinoWeights<T> a{lanes_last, w.rs, w.tap.data(), Cred, base + kb * kXi * Cred * NR};
+    kern<T>().wino_weights(a);
+  });
+  return packed;
+}
+
+// y (N, Kout, P, Q) = correlation of src (N, Cred, H, W), zero-padded by
+// (ph, pw), with the 3 x 3 weights seen through w (lanes: outputs), + bias.
+template <typename T>
+void winograd_3x3(const at::Tensor& src, int64_t ph, int64_t pw, const WeightView<T>& w, int64_t Cred, int64_t Kout,
+                  const T* bias, at::Tensor& y) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t N = src.size(0), P = y.size(2), Q = y.size(3);
+  const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2);
+  // Tiles at the bottom and right edges may read one row / column past the
+  // padded input: the buffer has zeros there.
+  const at::Tensor xb = channels_last_padded<T>(src, 1, Cred, ph, pw, 2 * TP + 2, 2 * TQ + 2);
+  const int64_t in_col = Cred, in_row = (2 * TQ + 2) * in_col, in_n = (2 * TP + 2) * in_row;
+  const T* x = xb.const_data_ptr<T>();
+
+  const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), KT = ceil_div(KB, kt.tiles), LANES = kt.tiles * NR;
+  const at::Tensor U = transform_weights<T>(Kout, Cred, w, src.options());
+  std::vector<T> bpack(KB * NR, T(0));
+  if (bias) std::copy(bias, bias + Kout, bpack.begin());
+
+  // Chunks of tiles whose transformed input stays in L2: whole tile rows
+  // when they fit, else runs of one row.
+  const int64_t block = 2 * kt.mr;  // tiles per round of products
+  const int64_t budget = std::max<int64_t>(block, (384 * 1024 / int64_t(sizeof(T))) / (kXi * Cred));
+  const int64_t col_chunks = ceil_div(TQ, budget), tpr = ceil_div(TQ, col_chunks);
+  const int64_t row_units = ceil_div(TP, std::max<int64_t>(1, std::min(TP, budget / tpr)));
+  const int64_t rows_per = ceil_div(TP, row_units);
+  const int64_t chunks = N * row_units * col_chunks;
+  // Few chunks (batch 1): split the outputs too, so both cores get work.
+  const int64_t kparts = std::min(KT, std::max<int64_t>(1, ceil_div(8, chunks))), kpt = ceil_div(KT, kparts);
+  const int64_t Cb = ceil_div(Cred, ceil_div(Cred, std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * NR))));
+  const int64_t max_tiles = rows_per * tpr;
+  std::vector<int64_t> pix(block);
+  for (int64_t j = 0; j < block; ++j) pix[j] = j * Cred;
+  const int64_t zero_tap = 0;
+  const bool planar = y.stride(1) != 1;
+  const int64_t yn = y.stride(0), yk = y.stride(1), yrow = y.stride(2), ycol = y.stride(3);
+  T* const yout = y.mutable_data_ptr<T>();
+  const T* const ub = U.const_data_ptr<T>();
+
+  at::parallel_for(0, chunks * kparts, 1, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<T[]> V(new T[kXi * max_tiles * Cred]), M(new T[kXi * block * LANES]),
+        stage(new T[4 * max_tiles * LANES]);
+    int64_t cached = -1;
+    WideTile<T> a;
+    a.pix_in = pix.data();
+    a.pix_out = pix.data();  // unused: results go to acc_out
+    a.in_chan = 1;
+    a.tap_off = &zero_tap;
+    a.ntaps = 1;
+    a.w_tile = kXi * Cred * NR;
+    a.out = nullptr;
+    a.out_lane = 1;
+    a.init = nullptr;
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t chunk = u / kparts, kp = u % kparts;
+      const int64_t n = chunk / (row_units * col_chunks), tr0 = chunk / col_chunks % row_units * rows_per,
+                    tc0 = chunk % col_chunks * tpr;
+      const int64_t trows = std::min(rows_per, TP - tr0), tcols = std::min(tpr, TQ - tc0), ntiles = trows * tcols;
+      const int64_t p0 = 2 * tr0, q0 = 2 * tc0, prows = std::min(2 * trows, P - p0), pcols = std::min(2 * tcols, Q - q0);
+      const int64_t v_xi = max_tiles * Cred;
+      if (chunk != cached) {
+        WinoInput<T> wi{x + n * in_n + p0 * in_row + q0 * in_col, in_row, in_col, Cred, ntiles, tcols, V.get(), v_xi,
+                        Cred};
+        kt.wino_input(wi);
+        cached = chunk;
+      }
+      for (int64_t kg = kp * kpt; kg < std::min(KT, (kp + 1) * kpt); ++kg) {
+        const int64_t kb = kg * kt.tiles;
+        a.tiles = std::min<int64_t>(kt.tiles, KB - kb);
+        a.nr_valid = std::min(a.tiles * NR, Kout - kb * NR);
+        const int64_t lanes = a.tiles * NR;
+        for (int64_t t0 = 0; t0 < ntiles; t0 += block) {
+          a.npix = std::min(block, ntiles - t0);
+          for (int64_t xi = 0; xi < kXi; ++xi) {
+            T* m = M.get() + xi * block * lanes;
+            for (int64_t c0 = 0; c0 < Cred; c0 += Cb) {
+              a.C = std::min(Cb, Cred - c0);
+              a.in = V.get() + xi * v_xi + t0 * Cred + c0;
+              a.w = ub + (kb * kXi + xi) * Cred * NR + c0 * NR;
+              a.acc_in = c0 > 0 ? m : nullptr;
+              a.acc_out = m;
+              kt.wide_tile(a);
+            }
+          }
+          WinoOutput<T> wo{M.get(), block * lanes, lanes, t0, a.npix, tcols, bias ? bpack.data() + kb * NR : nullptr,
+                           stage.get(), pcols, prows, pcols};
+          kt.wino_output(wo);
+        }
+        T* out = yout + n * yn + kb * NR * yk + p0 * yrow + q0 * ycol;
+        if (planar) {
+          Transpose<T> tr{stage.get(), lanes, prows * pcols, pcols, a.nr_valid, out, yrow, yk};
+          kt.transpose(tr);
+        } else {
+          for (int64_t i = 0; i < prows; ++i)
+            for (int64_t j = 0; j < pcols; ++j)
+              std::memcpy(out + i * yrow + j * ycol, stage.get() + (i * pcols + j) * lanes, sizeof(T) * a.nr_valid);
+        }
+      }
+    }
+  });
+}
+
+// The weight tensor (K, C, 3, 3) as the Winograd pass sees it: lanes are
+// outputs and the reduction runs over inputs; grad_input swaps the two and
+// flips the taps.
+template <typename T>
+WeightView<T> weight_view(const at::Tensor& wc, int64_t C, bool transposed) {
+  WeightView<T> v{wc.const_data_ptr<T>(), 0, transposed ? 9 : C * 9, transposed ? C * 9 : 9, 9, {}};
+  for (int64_t t = 0; t < 9; ++t) v.tap.push_back(transposed ? 8 - t : t);
+  return v;
+}
+
+}  // namespace
+
+bool winograd_suits(const ConvShape& s) {
+  const char* env = std::getenv("CONVKIT_WINOGRAD");  // read per call: cheap, and A/B runs toggle it
+  return !(env && std::strcmp(env, "0") == 0) && s.groups == 1 && s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 &&
+         s.dil_w == 1 && s.pad_h <= 2 && s.pad_w <= 2 && s.C >= 16 && s.K >= 16;
+}
+
+void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
+                      at::Tensor& y) {
+  const at::Tensor wc = weight.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_winograd_forward", [&] {
+    winograd_3x3<scalar_t>(input, s.pad_h, s.pad_w, weight_view<scalar_t>(wc, s.C, false), s.C, s.K,
+                           bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, y);
+  });
+}
+
+void winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
+  const at::Tensor wc = weight.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "convkit_winograd_backward_input", [&] {
+    winograd_3x3<scalar_t>(gy, 2 - s.pad_h, 2 - s.pad_w, weight_view<scalar_t>(wc, s.C, true), s.K, s.C, nullptr, gx);
+  });
+}
+
+}  // namespace cpu
+}  // namespace convkit

@@ -1,0 +1,26 @@
+// Winograd F(2x2, 3x3) convolution for stride-1 3x3 layers: 2.25x fewer
+// multiplies than the direct kernels, same wide micro-kernel for the products.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include "../conv_shape.h"
+
+namespace convkit {
+namespace cpu {
+
+// Whether the layer's shape suits the Winograd path (3x3, stride 1, no
+// dilation, one group, padding <= 2, enough channels to amortize the
+// transforms). Callers also require finite values: the transforms subtract
+// neighbours, so an Inf would turn into NaN where the direct sum keeps it.
+// CONVKIT_WINOGRAD=0 turns the path off.
+bool winograd_suits(const ConvShape& s);
+
+// y = input * weight (+ bias); y is (N, K, P, Q), allocated by the caller in any layout.
+void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
+                      at::Tensor& y);
+
+// gx = grad_input of the layer for grad_output gy; gx is (N, C, H, W), allocated by the caller.
+void winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx);
+
+}  // namespace cpu
+}  // namespace convkit
