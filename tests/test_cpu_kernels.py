@@ -89,11 +89,12 @@ FIXED = [
     dict(N=1, C=32, K=64, H=6, W=6, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=2),
     dict(N=1, C=8, K=8, H=5, W=5, R=3, S=3, stride=(3, 3), padding=(3, 3), dilation=(1, 1), groups=1),
     # Winograd F(2x2, 3x3): odd sizes (tiles hanging over the edges), channel
-    # tails, every padding up to 2, tiny images, channel blocks (C > 256).
-    dict(N=2, C=17, K=33, H=7, W=9, R=3, S=3, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
-    dict(N=1, C=24, K=40, H=6, W=5, R=3, S=3, stride=(1, 1), padding=(2, 0), dilation=(1, 1), groups=1),
-    dict(N=3, C=16, K=16, H=1, W=2, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
-    dict(N=1, C=300, K=20, H=5, W=6, R=3, S=3, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
+    # tails, paddings up to 2, tiny images, channel blocks (C > 256), dilation phases.
+    dict(N=2, C=33, K=47, H=7, W=9, R=3, S=3, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(N=1, C=40, K=32, H=6, W=5, R=3, S=3, stride=(1, 1), padding=(2, 0), dilation=(1, 1), groups=1),
+    dict(N=3, C=32, K=36, H=1, W=2, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+    dict(N=1, C=300, K=40, H=5, W=6, R=3, S=3, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
+    dict(N=2, C=32, K=33, H=9, W=7, R=3, S=3, stride=(1, 1), padding=(3, 1), dilation=(2, 3), groups=1),
 ]
 
 
@@ -107,7 +108,7 @@ def test_fixed_shapes(idx, layout, dtype):
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_winograd_agrees_with_direct_kernels(layout, monkeypatch):
     """The Winograd path (3x3, stride 1) and the direct wide kernels
-    (CONVKIT_WINOGRAD=0) compute the same forward and grad_input."""
+    (CONVKIT_WINOGRAD=0) compute the same forward and gradients."""
     gen = torch.Generator().manual_seed(11)
     x = torch.randn(2, 40, 13, 10, generator=gen, dtype=torch.float64)
     x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
@@ -117,7 +118,7 @@ def test_winograd_agrees_with_direct_kernels(layout, monkeypatch):
 
     def run():
         y = ops.conv2d(x, w, b, [1, 1], [1, 1], [1, 1], 1)
-        return y, ops.conv2d_backward(go, x, w, [1, 1], [1, 1], [1, 1], 1, [True, False, False])[0]
+        return (y, *ops.conv2d_backward(go, x, w, [1, 1], [1, 1], [1, 1], 1, [True, True, False])[:2])
 
     winograd = run()
     monkeypatch.setenv("CONVKIT_WINOGRAD", "0")

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 
 #include <algorithm>
 #include <atomic>
@@ -113,19 +114,23 @@ void for_each_weight_tile(int64_t G, int64_t Kout, int64_t Cred, const WeightVie
 }
 
 // x (N, G*Cg, H, W) as (N, rows, cols, G, Cpad): channels-last with each
-// group's channels zero-padded to Cpad lanes, the image at (top, left) and
-// zeros around it.
+// group's channels zero-padded to Cpad lanes, the image at (top, left),
+// zeros around it, and what lies past rows x cols left out.
 template <typename T>
 at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad, int64_t top = 0, int64_t left = 0,
                                 int64_t rows = -1, int64_t cols = -1) {
   const int64_t N = x_any.size(0), C = x_any.size(1), H = x_any.size(2), W = x_any.size(3), Cg = C / G;
   if (rows < 0) rows = H;
   if (cols < 0) cols = W;
-  const bool border = top != 0 || left != 0 || rows != H || cols != W;
-  if (Cpad == Cg && !border && x_any.suggest_memory_format() == at::MemoryFormat::ChannelsLast)
-    return x_any.permute({0, 2, 3, 1}).contiguous();
-  const at::Tensor x = x_any.contiguous();
   const int64_t Co = G * Cpad;
+  const int64_t Hc = std::max<int64_t>(0, std::min(H, rows - top)), Wc = std::max<int64_t>(0, std::min(W, cols - left));
+  if (Cpad == Cg && x_any.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
+    if (top == 0 && left == 0 && rows == H && cols == W) return x_any.permute({0, 2, 3, 1}).contiguous();
+    at::Tensor out = at::zeros({N, rows, cols, Co}, x_any.options());
+    out.narrow(1, top, Hc).narrow(2, left, Wc).copy_(x_any.narrow(2, 0, Hc).narrow(3, 0, Wc).permute({0, 2, 3, 1}));
+    return out;
+  }
+  const at::Tensor x = x_any.contiguous();
   at::Tensor out = at::empty({N, rows, cols, Co}, x.options());
   const T* src = x.const_data_ptr<T>();
   T* dst = out.mutable_data_ptr<T>();
@@ -134,24 +139,24 @@ at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad
     Transpose<T> t;  // one row: channels (items) x pixels (lanes)
     t.in_item = H * W;
     t.n = t.cols = Cg;
-    t.m = W;
+    t.m = Wc;
     t.out_row = 0;
     t.out_lane = Co;
     for (int64_t nr = begin; nr < end; ++nr) {
       const int64_t n = nr / rows, h = nr % rows - top;
       T* row = dst + nr * cols * Co;
-      if (h < 0 || h >= H) {
+      if (h < 0 || h >= Hc) {
         std::fill(row, row + cols * Co, T(0));
         continue;
       }
       std::fill(row, row + left * Co, T(0));
-      std::fill(row + (left + W) * Co, row + cols * Co, T(0));
+      std::fill(row + (left + Wc) * Co, row + cols * Co, T(0));
       for (int64_t g = 0; g < G; ++g) {
         t.in = src + ((n * C + g * Cg) * H + h) * W;
         t.out = row + left * Co + g * Cpad;
         kt.transpose(t);
         for (int64_t c = Cg; c < Cpad; ++c)
-          for (int64_t q = 0; q < W; ++q) row[(left + q) * Co + g * Cpad + c] = T(0);
+          for (int64_t q = 0; q < Wc; ++q) row[(left + q) * Co + g * Cpad + c] = T(0);
       }
     }
   });

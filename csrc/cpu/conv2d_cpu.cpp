@@ -913,6 +913,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_weight = at::empty(weight.sizes(), weight.options());
         if (!all_finite<scalar_t>(grad_output) || !all_finite<scalar_t>(input))
           backward_weight_exact<scalar_t>(grad_output, input, s, grad_weight);
+        else if (winograd_suits(s))
+          winograd_backward_weight(grad_output, input, s, grad_weight);
         else if (use_wide<scalar_t>(s.K_per_group()))
           backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);
         else

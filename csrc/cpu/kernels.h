@@ -148,6 +148,18 @@ struct WinoOutput {
   int64_t out_row, rows, cols;
 };
 
+// grad_weight of Winograd F(2x2, 3x3) as its adjoint: for c < C and l < lanes,
+//   out[(c * 9 + 3r + s) * out_row + l] = (G^T u G)[r][s], u[xi] = du[xi * du_xi + c * lanes + l].
+// The matching grad_output transform (wino_gy) reads 2 x 2 patches with
+// WinoInput's fields and writes A dy A^T.
+template <typename T>
+struct WinoWeightsGrad {
+  const T* du;
+  int64_t du_xi, C, lanes;
+  T* out;
+  int64_t out_row;
+};
+
 template <typename T>
 struct KernelsT {
   int lanes;  // elements per vector
@@ -163,6 +175,8 @@ struct KernelsT {
   void (*wino_weights)(const WinoWeights<T>&);
   void (*wino_input)(const WinoInput<T>&);
   void (*wino_output)(const WinoOutput<T>&);
+  void (*wino_gy)(const WinoInput<T>&);
+  void (*wino_weights_grad)(const WinoWeightsGrad<T>&);
   // even[i] = src[2i] for 2i < n, odd[i] = src[2i + 1] for 2i + 1 < n.
   void (*deinterleave)(const T* src, int64_t n, T* even, T* odd);
   // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).

@@ -560,6 +560,84 @@ void wino_output(const WinoOutput<T>& a) {
   }
 }
 
+// The adjoint transforms for grad_weight: A dy (2 -> 4) on grad_output
+// patches, G^T u (4 -> 3) on the summed products.
+template <typename X>
+inline void wino_a(const X (&y)[2], X (&z)[4]) {
+  z[0] = y[0];
+  z[1] = y[0] + y[1];
+  z[2] = y[0] - y[1];
+  z[3] = -y[1];
+}
+
+template <typename X, typename T>
+inline void wino_gt(const X (&u)[4], X (&g)[3]) {
+  g[0] = u[0] + T(0.5) * (u[1] + u[2]);
+  g[1] = T(0.5) * (u[1] - u[2]);
+  g[2] = T(0.5) * (u[1] + u[2]) + u[3];
+}
+
+template <typename T, typename X>
+inline void wino_gy_at(const WinoInput<T>& a, int64_t t, int64_t c) {
+  const T* src = a.in + 2 * (t / a.tiles_per_row) * a.in_row + 2 * (t % a.tiles_per_row) * a.in_col + c;
+  X rows[2][4];
+#pragma GCC unroll 2
+  for (int r = 0; r < 2; ++r) {
+    const X y[2] = {load_as<X>(src + r * a.in_row), load_as<X>(src + r * a.in_row + a.in_col)};
+    wino_a(y, rows[r]);
+  }
+  T* dst = a.v + t * a.v_tile + c;
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const X y[2] = {rows[0][j], rows[1][j]};
+    X z[4];
+    wino_a(y, z);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) store_as(dst + (4 * i + j) * a.v_xi, z[i]);
+  }
+}
+
+template <typename T>
+void wino_gy(const WinoInput<T>& a) {
+  constexpr int L = Wide<T>::L;
+  for (int64_t t = 0; t < a.ntiles; ++t) {
+    int64_t c = 0;
+    for (; c + L <= a.C; c += L) wino_gy_at<T, typename Wide<T>::type>(a, t, c);
+    for (; c < a.C; ++c) wino_gy_at<T, T>(a, t, c);
+  }
+}
+
+template <typename T, typename X>
+inline void wino_weights_grad_at(const WinoWeightsGrad<T>& a, int64_t c, int64_t l) {
+  const T* src = a.du + c * a.lanes + l;
+  X cols[4][3];  // cols[j]: column j of u, reduced along its rows
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const X u[4] = {load_as<X>(src + j * a.du_xi), load_as<X>(src + (4 + j) * a.du_xi),
+                    load_as<X>(src + (8 + j) * a.du_xi), load_as<X>(src + (12 + j) * a.du_xi)};
+    wino_gt<X, T>(u, cols[j]);
+  }
+  T* dst = a.out + c * 9 * a.out_row + l;
+#pragma GCC unroll 3
+  for (int r = 0; r < 3; ++r) {
+    const X u[4] = {cols[0][r], cols[1][r], cols[2][r], cols[3][r]};
+    X g[3];
+    wino_gt<X, T>(u, g);
+#pragma GCC unroll 3
+    for (int s = 0; s < 3; ++s) store_as(dst + (3 * r + s) * a.out_row, g[s]);
+  }
+}
+
+template <typename T>
+void wino_weights_grad(const WinoWeightsGrad<T>& a) {
+  constexpr int L = Wide<T>::L;
+  for (int64_t c = 0; c < a.C; ++c) {
+    int64_t l = 0;
+    for (; l + L <= a.lanes; l += L) wino_weights_grad_at<T, typename Wide<T>::type>(a, c, l);
+    for (; l < a.lanes; ++l) wino_weights_grad_at<T, T>(a, c, l);
+  }
+}
+
 // Even and odd elements of a row (the two column phases of a stride-2 layout).
 inline void split_even_odd(V<float> a, V<float> b, V<float>& even, V<float>& odd) {
   even = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
@@ -617,6 +695,8 @@ KernelsT<T> make_kernels() {
   k.wino_weights = &wino_weights<T>;
   k.wino_input = &wino_input<T>;
   k.wino_output = &wino_output<T>;
+  k.wino_gy = &wino_gy<T>;
+  k.wino_weights_grad = &wino_weights_grad<T>;
   k.deinterleave = &deinterleave<T>;
   k.sum = &sum<T>;
   return k;

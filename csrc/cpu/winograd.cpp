@@ -39,17 +39,18 @@ at::Tensor transform_weights(int64_t Kout, int64_t Cred, const WeightView<T>& w,
   return packed;
 }
 
-// y (N, Kout, P, Q) = correlation of src (N, Cred, H, W), zero-padded by
-// (ph, pw), with the 3 x 3 weights seen through w (lanes: outputs), + bias.
+// y (N, Kout, P, Q), any strides, = correlation of src (N, Cred, H, W) with
+// `top` zero rows above and `left` zero columns before it (and zeros after),
+// with the 3 x 3 weights seen through w (lanes: outputs), + bias.
 template <typename T>
-void winograd_3x3(const at::Tensor& src, int64_t ph, int64_t pw, const WeightView<T>& w, int64_t Cred, int64_t Kout,
-                  const T* bias, at::Tensor& y) {
+void winograd_3x3(const at::Tensor& src, int64_t top, int64_t left, const WeightView<T>& w, int64_t Cred,
+                  int64_t Kout, const T* bias, at::Tensor& y) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t N = src.size(0), P = y.size(2), Q = y.size(3);
   const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2);
   // Tiles at the bottom and right edges may read one row / column past the
   // padded input: the buffer has zeros there.
-  const at::Tensor xb = channels_last_padded<T>(src, 1, Cred, ph, pw, 2 * TP + 2, 2 * TQ + 2);
+  const at::Tensor xb = channels_last_padded<T>(src, 1, Cred, top, left, 2 * TP + 2, 2 * TQ + 2);
   const int64_t in_col = Cred, in_row = (2 * TQ + 2) * in_col, in_n = (2 * TP + 2) * in_row;
   const T* x = xb.const_data_ptr<T>();
 
@@ -73,7 +74,6 @@ void winograd_3x3(const at::Tensor& src, int64_t ph, int64_t pw, const WeightVie
   std::vector<int64_t> pix(block);
   for (int64_t j = 0; j < block; ++j) pix[j] = j * Cred;
   const int64_t zero_tap = 0;
-  const bool planar = y.stride(1) != 1;
   const int64_t yn = y.stride(0), yk = y.stride(1), yrow = y.stride(2), ycol = y.stride(3);
   T* const yout = y.mutable_data_ptr<T>();
   const T* const ub = U.const_data_ptr<T>();
@@ -128,16 +128,116 @@ void winograd_3x3(const at::Tensor& src, int64_t ph, int64_t pw, const WeightVie
           kt.wino_output(wo);
         }
         T* out = yout + n * yn + kb * NR * yk + p0 * yrow + q0 * ycol;
-        if (planar) {
-          Transpose<T> tr{stage.get(), lanes, prows * pcols, pcols, a.nr_valid, out, yrow, yk};
-          kt.transpose(tr);
-        } else {
+        if (yk == 1) {  // channels-last: rows of lanes
           for (int64_t i = 0; i < prows; ++i)
             for (int64_t j = 0; j < pcols; ++j)
               std::memcpy(out + i * yrow + j * ycol, stage.get() + (i * pcols + j) * lanes, sizeof(T) * a.nr_valid);
+        } else if (ycol == 1) {  // planar
+          Transpose<T> tr{stage.get(), lanes, prows * pcols, pcols, a.nr_valid, out, yrow, yk};
+          kt.transpose(tr);
+        } else {  // one phase of a dilated layer's planar output
+          for (int64_t l = 0; l < a.nr_valid; ++l)
+            for (int64_t i = 0; i < prows; ++i)
+              for (int64_t j = 0; j < pcols; ++j) out[l * yk + i * yrow + j * ycol] = stage[(i * pcols + j) * lanes + l];
         }
       }
     }
+  });
+}
+
+// The same with dilation (dh, dw) and padding (ph, pw): output pixels split
+// into dh x dw phases, each an undilated convolution of one phase of the input.
+template <typename T>
+void winograd_dilated(const at::Tensor& src, int64_t ph, int64_t pw, int64_t dh, int64_t dw, const WeightView<T>& w,
+                      int64_t Cred, int64_t Kout, const T* bias, at::Tensor& y) {
+  const int64_t H = src.size(2), W = src.size(3), P = y.size(2), Q = y.size(3);
+  for (int64_t a = 0; a < std::min(dh, P); ++a)
+    for (int64_t b = 0; b < std::min(dw, Q); ++b) {
+      // Output row a + dh * i reads input rows a - ph + dh * (i + r): the
+      // phase of rows e + dh * m, starting `top` phase rows above row e.
+      const int64_t e = a - ph - dh * floor_div(a - ph, dh), top = (ph - a + e) / dh;
+      const int64_t f = b - pw - dw * floor_div(b - pw, dw), left = (pw - b + f) / dw;
+      at::Tensor phase = y.slice(2, a, P, dh).slice(3, b, Q, dw);
+      winograd_3x3<T>(src.slice(2, std::min(e, H), H, dh).slice(3, std::min(f, W), W, dw), top, left, w, Cred, Kout,
+                      bias, phase);
+    }
+}
+
+// grad_weight as the adjoint of the forward pass: per tile,
+//   dU[xi][c][k] += (B^T d B)[xi][c] * (A dy A^T)[xi][k],
+// summed over every tile of every image (and phase), then gw = G^T dU G.
+// du is [kparts][16][Cred][kpt_lanes]; this adds one phase: src (N, Cred, H, W)
+// with `top` / `left` zeros before it, gy (N, K, P, Q) its outputs.
+template <typename T>
+void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, const at::Tensor& gy, int64_t Cred,
+                          int64_t kparts, int64_t kpt_lanes, T* du) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t N = src.size(0), P = gy.size(2), Q = gy.size(3), MR = kt.mr, lanes = kt.tiles * kt.nr;
+  const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2), Kbuf = kparts * kpt_lanes;
+  const at::Tensor xb = channels_last_padded<T>(src, 1, Cred, top, left, 2 * TP + 2, 2 * TQ + 2);
+  const int64_t in_col = Cred, in_row = (2 * TQ + 2) * in_col, in_n = (2 * TP + 2) * in_row;
+  // grad_output channels-last, zero up to even sizes and Kbuf channels.
+  const at::Tensor gyb = channels_last_padded<T>(gy, 1, Kbuf, 0, 0, 2 * TP, 2 * TQ);
+  const int64_t gy_col = Kbuf, gy_row = 2 * TQ * gy_col, gy_n = 2 * TP * gy_row;
+  const T* x = xb.const_data_ptr<T>();
+  const T* g = gyb.const_data_ptr<T>();
+
+  // Chunks of tiles whose transforms stay in L2; reduction groups of chunks
+  // (fixed by the shape, summed in order) x output parts make ~8 tasks.
+  const int64_t budget = std::max<int64_t>(MR, (384 * 1024 / int64_t(sizeof(T))) / (kXi * (Cred + kpt_lanes)));
+  const int64_t col_chunks = ceil_div(TQ, budget), tpr = ceil_div(TQ, col_chunks);
+  const int64_t row_units = ceil_div(TP, std::max<int64_t>(1, std::min(TP, budget / tpr)));
+  const int64_t rows_per = ceil_div(TP, row_units), chunks = N * row_units * col_chunks;
+  const int64_t groups = std::min(chunks, ceil_div(8, kparts));
+  const int64_t max_tiles = rows_per * tpr, slice = kXi * Cred * kpt_lanes;
+  std::vector<T> partial(groups * kparts * slice, T(0));
+  std::vector<int64_t> item(MR);
+  for (int64_t j = 0; j < MR; ++j) item[j] = j;
+  at::parallel_for(0, groups * kparts, 1, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<T[]> V(new T[kXi * max_tiles * Cred]), Z(new T[kXi * max_tiles * kpt_lanes]);
+    WideWgrad<T> a;
+    a.item_off = item.data();
+    a.tiles = kt.tiles;
+    a.rows = 1;
+    a.x_row = a.gy_row = 0;
+    a.x_col = Cred;
+    a.gy_col = kpt_lanes;
+    a.acc_item = kpt_lanes;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t grp = task / kparts, kp = task % kparts;
+      T* acc = partial.data() + task * slice;
+      for (int64_t chunk = chunks * grp / groups; chunk < chunks * (grp + 1) / groups; ++chunk) {
+        const int64_t n = chunk / (row_units * col_chunks), tr0 = chunk / col_chunks % row_units * rows_per,
+                      tc0 = chunk % col_chunks * tpr;
+        const int64_t tcols = std::min(tpr, TQ - tc0), ntiles = std::min(rows_per, TP - tr0) * tcols;
+        WinoInput<T> wi{x + n * in_n + 2 * tr0 * in_row + 2 * tc0 * in_col, in_row, in_col, Cred, ntiles, tcols, V.get(),
+                        max_tiles * Cred, Cred};
+        kt.wino_input(wi);
+        WinoInput<T> wg{g + n * gy_n + 2 * tr0 * gy_row + 2 * tc0 * gy_col + kp * kpt_lanes, gy_row, gy_col, kpt_lanes,
+                        ntiles, tcols, Z.get(), max_tiles * kpt_lanes, kpt_lanes};
+        kt.wino_gy(wg);
+        a.cols = ntiles;
+        for (int64_t xi = 0; xi < kXi; ++xi)
+          for (int64_t k0 = 0; k0 < kpt_lanes; k0 += lanes)
+            for (int64_t c0 = 0; c0 < Cred; c0 += MR) {
+              a.x = V.get() + xi * max_tiles * Cred + c0;
+              a.m = std::min(MR, Cred - c0);
+              a.gy = Z.get() + xi * max_tiles * kpt_lanes + k0;
+              a.acc = acc + (xi * Cred + c0) * kpt_lanes + k0;
+              kt.wide_wgrad(a);
+            }
+      }
+    }
+  });
+  // Groups added in group order: the sums depend on the shape alone.
+  at::parallel_for(0, kparts * kXi * Cred, grain_for(groups * kpt_lanes), [&](int64_t begin, int64_t end) {
+    for (int64_t grp = 0; grp < groups; ++grp)
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t kp = r / (kXi * Cred), rest = r % (kXi * Cred);
+        const T* src_row = partial.data() + (grp * kparts + kp) * slice + rest * kpt_lanes;
+        T* dst = du + r * kpt_lanes;
+        for (int64_t l = 0; l < kpt_lanes; ++l) dst[l] += src_row[l];
+      }
   });
 }
 
@@ -151,28 +251,67 @@ WeightView<T> weight_view(const at::Tensor& wc, int64_t C, bool transposed) {
   return v;
 }
 
+// gw (K, C, 3, 3) = grad_weight of the layer: the phases' dU summed, then G^T dU G
+// into [c][3 x 3][k] and transposed into place.
+template <typename T>
+void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvShape& s, at::Tensor& gw) {
+  const KernelsT<T>& kt = kern<T>();
+  const int64_t lanes = kt.tiles * kt.nr, KT = ceil_div(s.K, lanes);
+  // Split the outputs when the images give few tiles (batch 1), so both cores work.
+  const int64_t tiles = s.N * ceil_div(s.P, 2) * ceil_div(s.Q, 2);
+  const int64_t kparts = std::min(KT, std::max<int64_t>(1, ceil_div(8 * 64, tiles)));
+  const int64_t kpt_lanes = ceil_div(KT, kparts) * lanes, Kbuf = kparts * kpt_lanes;
+  std::vector<T> du(kparts * kXi * s.C * kpt_lanes, T(0));
+  const int64_t H = s.H, W = s.W, P = s.P, Q = s.Q, dh = s.dil_h, dw = s.dil_w;
+  for (int64_t a = 0; a < std::min(dh, P); ++a)
+    for (int64_t b = 0; b < std::min(dw, Q); ++b) {
+      const int64_t e = a - s.pad_h - dh * floor_div(a - s.pad_h, dh), top = (s.pad_h - a + e) / dh;
+      const int64_t f = b - s.pad_w - dw * floor_div(b - s.pad_w, dw), left = (s.pad_w - b + f) / dw;
+      winograd_wgrad_phase<T>(input.slice(2, std::min(e, H), H, dh).slice(3, std::min(f, W), W, dw), top, left,
+                              gy.slice(2, a, P, dh).slice(3, b, Q, dw), s.C, kparts, kpt_lanes, du.data());
+    }
+  std::vector<T> taps_k(s.C * 9 * Kbuf);
+  at::parallel_for(0, kparts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t kp = begin; kp < end; ++kp) {
+      WinoWeightsGrad<T> a{du.data() + kp * kXi * s.C * kpt_lanes, s.C * kpt_lanes, s.C, kpt_lanes,
+                           taps_k.data() + kp * kpt_lanes, Kbuf};
+      kt.wino_weights_grad(a);
+    }
+  });
+  Transpose<T> tr{taps_k.data(), Kbuf, s.C * 9, s.C * 9, s.K, gw.mutable_data_ptr<T>(), 0, s.C * 9};
+  kt.transpose(tr);
+}
+
 }  // namespace
 
 bool winograd_suits(const ConvShape& s) {
   const char* env = std::getenv("CONVKIT_WINOGRAD");  // read per call: cheap, and A/B runs toggle it
-  return !(env && std::strcmp(env, "0") == 0) && s.groups == 1 && s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 &&
-         s.dil_w == 1 && s.pad_h <= 2 && s.pad_w <= 2 && s.C >= 16 && s.K >= 16;
+  return !(env && std::strcmp(env, "0") == 0) && s.groups == 1 && s.R == 3 && s.S == 3 && s.stride_h == 1 &&
+         s.stride_w == 1 && s.pad_h <= 2 * s.dil_h && s.pad_w <= 2 * s.dil_w && s.C >= 32 && s.K >= 32;
 }
 
 void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                       at::Tensor& y) {
   const at::Tensor wc = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_winograd_forward", [&] {
-    winograd_3x3<scalar_t>(input, s.pad_h, s.pad_w, weight_view<scalar_t>(wc, s.C, false), s.C, s.K,
-                           bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, y);
+    winograd_dilated<scalar_t>(input, s.pad_h, s.pad_w, s.dil_h, s.dil_w, weight_view<scalar_t>(wc, s.C, false), s.C,
+                               s.K, bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, y);
   });
 }
 
 void winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
   const at::Tensor wc = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "convkit_winograd_backward_input", [&] {
-    winograd_3x3<scalar_t>(gy, 2 - s.pad_h, 2 - s.pad_w, weight_view<scalar_t>(wc, s.C, true), s.K, s.C, nullptr, gx);
+    // The forward correlation of grad_output with the flipped, transposed
+    // filters, padded so the output is the input's size.
+    winograd_dilated<scalar_t>(gy, 2 * s.dil_h - s.pad_h, 2 * s.dil_w - s.pad_w, s.dil_h, s.dil_w,
+                               weight_view<scalar_t>(wc, s.C, true), s.K, s.C, nullptr, gx);
   });
+}
+
+void winograd_backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
+  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "convkit_winograd_backward_weight",
+                             [&] { winograd_wgrad<scalar_t>(input, gy, s, gw); });
 }
 
 }  // namespace cpu

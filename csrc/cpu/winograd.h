@@ -8,10 +8,11 @@
 namespace convkit {
 namespace cpu {
 
-// Whether the layer's shape suits the Winograd path (3x3, stride 1, no
-// dilation, one group, padding <= 2, enough channels to amortize the
-// transforms). Callers also require finite values: the transforms subtract
-// neighbours, so an Inf would turn into NaN where the direct sum keeps it.
+// Whether the layer's shape suits the Winograd path (3x3, stride 1, one
+// group, padding <= 2 x dilation, enough channels to amortize the
+// transforms; dilated layers run as one undilated pass per output phase).
+// Callers also require finite values: the transforms subtract neighbours,
+// so an Inf would turn into NaN where the direct sum keeps it.
 // CONVKIT_WINOGRAD=0 turns the path off.
 bool winograd_suits(const ConvShape& s);
 
@@ -21,6 +22,9 @@ void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const a
 
 // gx = grad_input of the layer for grad_output gy; gx is (N, C, H, W), allocated by the caller.
 void winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx);
+
+// gw = grad_weight of the layer; gw is (K, C, 3, 3), contiguous, allocated by the caller.
+void winograd_backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw);
 
 }  // namespace cpu
 }  // namespace convkit
