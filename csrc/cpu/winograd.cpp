@@ -67,8 +67,13 @@ void winograd_3x3(const at::Tensor& src, int64_t top, int64_t left, const Weight
   const int64_t row_units = ceil_div(TP, std::max<int64_t>(1, std::min(TP, budget / tpr)));
   const int64_t rows_per = ceil_div(TP, row_units);
   const int64_t chunks = N * row_units * col_chunks;
-  // Few chunks (batch 1): split the outputs too, so both cores get work.
-  const int64_t kparts = std::min(KT, std::max<int64_t>(1, ceil_div(8, chunks))), kpt = ceil_div(KT, kparts);
+  // Few chunks (batch 1): split the outputs too, into a multiple of the
+  // thread count where possible. (Every output is computed the same way
+  // whatever the split, so results do not depend on it.)
+  const int64_t threads = at::get_num_threads();
+  int64_t kparts = std::min(KT, std::max<int64_t>(1, ceil_div(4 * threads, chunks)));
+  while (kparts < KT && chunks * kparts % threads != 0) ++kparts;
+  const int64_t kpt = ceil_div(KT, kparts);
   const int64_t Cb = ceil_div(Cred, ceil_div(Cred, std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * NR))));
   const int64_t max_tiles = rows_per * tpr;
   std::vector<int64_t> pix(block);
