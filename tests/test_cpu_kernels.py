@@ -95,6 +95,9 @@ FIXED = [
     dict(N=3, C=32, K=36, H=1, W=2, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
     dict(N=1, C=300, K=40, H=5, W=6, R=3, S=3, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
     dict(N=2, C=32, K=33, H=9, W=7, R=3, S=3, stride=(1, 1), padding=(3, 1), dilation=(2, 3), groups=1),
+    # 5 x 5 and 5 x 3 filters as 3 x 3 Winograd blocks.
+    dict(N=2, C=32, K=40, H=9, W=8, R=5, S=5, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
+    dict(N=1, C=35, K=32, H=7, W=9, R=5, S=3, stride=(1, 1), padding=(4, 0), dilation=(1, 2), groups=1),
 ]
 
 

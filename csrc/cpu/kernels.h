@@ -125,7 +125,8 @@ struct WinoInput {
 };
 
 // Filters of one wide tile (NR lanes): for c < C, xi < 16 and l < NR,
-//   u[(xi * C + c) * NR + l] = (G g G^T)[xi], g[r][s] = g[(c * rs + tap[3r + s]) * NR + l].
+//   u[xi * u_xi + c * NR + l] = (G g G^T)[xi], g[r][s] = g[(c * rs + tap[3r + s]) * NR + l]
+// (zero where tap[3r + s] < 0).
 template <typename T>
 struct WinoWeights {
   const T* g;
@@ -133,6 +134,7 @@ struct WinoWeights {
   const int64_t* tap;
   int64_t C;
   T* u;
+  int64_t u_xi;
 };
 
 // Output: for the tiles t0 .. t0 + ntiles - 1 of a chunk and lane l < lanes,

@@ -482,8 +482,9 @@ void wino_weights(const WinoWeights<T>& a) {
       X cols[3][4];  // cols[s]: column s of the filter, transformed along its rows
 #pragma GCC unroll 3
       for (int s = 0; s < 3; ++s) {
-        const X col[3] = {load_as<X>(g + a.tap[s] * NR), load_as<X>(g + a.tap[3 + s] * NR),
-                          load_as<X>(g + a.tap[6 + s] * NR)};
+        X col[3];
+#pragma GCC unroll 3
+        for (int r = 0; r < 3; ++r) col[r] = a.tap[3 * r + s] < 0 ? X{} : load_as<X>(g + a.tap[3 * r + s] * NR);
         wino_g<X, T>(col, cols[s]);
       }
 #pragma GCC unroll 4
@@ -492,7 +493,7 @@ void wino_weights(const WinoWeights<T>& a) {
         X u[4];
         wino_g<X, T>(row, u);
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) store_as(a.u + ((4 * i + j) * a.C + c) * NR + l, u[j]);
+        for (int j = 0; j < 4; ++j) store_as(a.u + (4 * i + j) * a.u_xi + c * NR + l, u[j]);
       }
     }
 }

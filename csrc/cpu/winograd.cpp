@@ -5,8 +5,12 @@
 // (tiles x channels) x (channels x outputs), run by the wide tile kernel with
 // a single tap; the transforms are vector kernels across channels.
 //
+// Larger filters (5 x 5) are cut into 3 x 3 blocks, zero past the edges:
+// block b reads the patches shifted by its offset, and the products reduce
+// over (block, channel) pairs -- 64 products per 5 x 5 tile instead of 100.
+//
 // Data flow per task (a chunk of tiles of one image, a range of output tiles):
-// channels-last padded input -> transformed patches V[16][tile][c] (L2) ->
+// channels-last padded input -> transformed patches V[16][tile][block, c] (L2) ->
 // per block of tiles, the 16 products M[16][tile][lanes] (L1) -> output
 // transform into a channels-last staging block -> the output's own layout.
 #include "winograd.h"
@@ -25,44 +29,90 @@ namespace {
 
 constexpr int64_t kXi = 16;  // transformed values per tile
 
-// Transformed filters U = G g G^T, packed [output tile][xi][c][NR lanes] for
-// the wide kernel (a call covering tiles kb, kb+1 finds the second at + 16 * Cred * NR).
+// An R x S filter as 3 x 3 blocks: block b covers taps (3 * (b / bs) + r, 3 * (b % bs) + s).
+struct Blocks {
+  int64_t R, S, br, bs;
+  Blocks(int64_t R_, int64_t S_) : R(R_), S(S_), br(ceil_div(R_, 3)), bs(ceil_div(S_, 3)) {}
+  int64_t count() const { return br * bs; }
+  int64_t row(int64_t b) const { return 3 * (b / bs); }
+  int64_t col(int64_t b) const { return 3 * (b % bs); }
+  // Tap index (r * S + s) of block b's tap (r, s), or -1 past the filter's edge.
+  int64_t tap(int64_t b, int64_t r, int64_t s) const {
+    return row(b) + r < R && col(b) + s < S ? (row(b) + r) * S + col(b) + s : -1;
+  }
+};
+
+// Transformed filters U = G g G^T, packed [output tile][xi][block, c][NR lanes]
+// for the wide kernel (a call covering tiles kb, kb+1 finds the second at + 16 * Cb * NR).
 template <typename T>
-at::Tensor transform_weights(int64_t Kout, int64_t Cred, const WeightView<T>& w, const at::TensorOptions& options) {
-  const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR);
-  at::Tensor packed = at::empty({KB * kXi * Cred * NR}, options);
+at::Tensor transform_weights(int64_t Kout, int64_t Cred, const WeightView<T>& w, const Blocks& blk,
+                             const at::TensorOptions& options) {
+  const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR), Ctot = blk.count() * Cred;
+  at::Tensor packed = at::empty({KB * kXi * Ctot * NR}, options);
   T* base = packed.mutable_data_ptr<T>();
+  std::vector<int64_t> taps(blk.count() * 9);
+  for (int64_t b = 0; b < blk.count(); ++b)
+    for (int64_t t = 0; t < 9; ++t) {
+      const int64_t tap = blk.tap(b, t / 3, t % 3);
+      taps[b * 9 + t] = tap < 0 ? -1 : w.tap[tap];
+    }
   for_each_weight_tile<T>(1, Kout, Cred, w, [&](int64_t kb, const T* lanes_last) {
-    WinoWeights<T> a{lanes_last, w.rs, w.tap.data(), Cred, base + kb * kXi * Cred * NR};
-    kern<T>().wino_weights(a);
+    for (int64_t b = 0; b < blk.count(); ++b) {
+      WinoWeights<T> a{lanes_last, w.rs, taps.data() + b * 9, Cred, base + (kb * kXi * Ctot + b * Cred) * NR, Ctot * NR};
+      kern<T>().wino_weights(a);
+    }
   });
   return packed;
 }
 
+// Channels-last copy of src with `top` zero rows and `left` zero columns
+// before it and zeros after, covering every patch of TP x TQ tiles and blocks.
+struct TileInput {
+  at::Tensor buf;
+  int64_t in_col, in_row, in_n;
+};
+
+template <typename T>
+TileInput tile_input(const at::Tensor& src, int64_t top, int64_t left, int64_t TP, int64_t TQ, const Blocks& blk) {
+  const int64_t C = src.size(1), rows = 2 * TP + 2 + blk.row(blk.count() - 1), cols = 2 * TQ + 2 + blk.col(blk.count() - 1);
+  return {channels_last_padded<T>(src, 1, C, top, left, rows, cols), C, cols * C, rows * cols * C};
+}
+
+// Transformed patches of `ntiles` tiles (tiles_per_row per row) starting at x,
+// for every block: v[xi * v_xi + t * (blocks * C) + b * C + c].
+template <typename T>
+void transform_patches(const T* x, const TileInput& in, int64_t C, const Blocks& blk, int64_t ntiles,
+                       int64_t tiles_per_row, T* v, int64_t v_xi) {
+  for (int64_t b = 0; b < blk.count(); ++b) {
+    WinoInput<T> wi{x + blk.row(b) * in.in_row + blk.col(b) * in.in_col, in.in_row, in.in_col, C, ntiles,
+                    tiles_per_row, v + b * C, v_xi, blk.count() * C};
+    kern<T>().wino_input(wi);
+  }
+}
+
 // y (N, Kout, P, Q), any strides, = correlation of src (N, Cred, H, W) with
 // `top` zero rows above and `left` zero columns before it (and zeros after),
-// with the 3 x 3 weights seen through w (lanes: outputs), + bias.
+// with the R x S weights seen through w (lanes: outputs), + bias.
 template <typename T>
-void winograd_3x3(const at::Tensor& src, int64_t top, int64_t left, const WeightView<T>& w, int64_t Cred,
-                  int64_t Kout, const T* bias, at::Tensor& y) {
+void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const WeightView<T>& w, const Blocks& blk,
+                   int64_t Cred, int64_t Kout, const T* bias, at::Tensor& y) {
   const KernelsT<T>& kt = kern<T>();
-  const int64_t N = src.size(0), P = y.size(2), Q = y.size(3);
+  const int64_t N = src.size(0), P = y.size(2), Q = y.size(3), Ctot = blk.count() * Cred;
   const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2);
-  // Tiles at the bottom and right edges may read one row / column past the
-  // padded input: the buffer has zeros there.
-  const at::Tensor xb = channels_last_padded<T>(src, 1, Cred, top, left, 2 * TP + 2, 2 * TQ + 2);
-  const int64_t in_col = Cred, in_row = (2 * TQ + 2) * in_col, in_n = (2 * TP + 2) * in_row;
-  const T* x = xb.const_data_ptr<T>();
+  // Tiles at the bottom and right edges may read past the padded input: the
+  // buffer has zeros there.
+  const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk);
+  const T* x = in.buf.const_data_ptr<T>();
 
   const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), KT = ceil_div(KB, kt.tiles), LANES = kt.tiles * NR;
-  const at::Tensor U = transform_weights<T>(Kout, Cred, w, src.options());
+  const at::Tensor U = transform_weights<T>(Kout, Cred, w, blk, src.options());
   std::vector<T> bpack(KB * NR, T(0));
   if (bias) std::copy(bias, bias + Kout, bpack.begin());
 
   // Chunks of tiles whose transformed input stays in L2: whole tile rows
   // when they fit, else runs of one row.
   const int64_t block = 2 * kt.mr;  // tiles per round of products
-  const int64_t budget = std::max<int64_t>(block, (384 * 1024 / int64_t(sizeof(T))) / (kXi * Cred));
+  const int64_t budget = std::max<int64_t>(block, (384 * 1024 / int64_t(sizeof(T))) / (kXi * Ctot));
   const int64_t col_chunks = ceil_div(TQ, budget), tpr = ceil_div(TQ, col_chunks);
   const int64_t row_units = ceil_div(TP, std::max<int64_t>(1, std::min(TP, budget / tpr)));
   const int64_t rows_per = ceil_div(TP, row_units);
@@ -74,17 +124,17 @@ void winograd_3x3(const at::Tensor& src, int64_t top, int64_t left, const Weight
   int64_t kparts = std::min(KT, std::max<int64_t>(1, ceil_div(4 * threads, chunks)));
   while (kparts < KT && chunks * kparts % threads != 0) ++kparts;
   const int64_t kpt = ceil_div(KT, kparts);
-  const int64_t Cb = ceil_div(Cred, ceil_div(Cred, std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * NR))));
+  const int64_t Cb = ceil_div(Ctot, ceil_div(Ctot, std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * NR))));
   const int64_t max_tiles = rows_per * tpr;
   std::vector<int64_t> pix(block);
-  for (int64_t j = 0; j < block; ++j) pix[j] = j * Cred;
+  for (int64_t j = 0; j < block; ++j) pix[j] = j * Ctot;
   const int64_t zero_tap = 0;
   const int64_t yn = y.stride(0), yk = y.stride(1), yrow = y.stride(2), ycol = y.stride(3);
   T* const yout = y.mutable_data_ptr<T>();
   const T* const ub = U.const_data_ptr<T>();
 
   at::parallel_for(0, chunks * kparts, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<T[]> V(new T[kXi * max_tiles * Cred]), M(new T[kXi * block * LANES]),
+    std::unique_ptr<T[]> V(new T[kXi * max_tiles * Ctot]), M(new T[kXi * block * LANES]),
         stage(new T[4 * max_tiles * LANES]);
     int64_t cached = -1;
     WideTile<T> a;
@@ -93,7 +143,7 @@ void winograd_3x3(const at::Tensor& src, int64_t top, int64_t left, const Weight
     a.in_chan = 1;
     a.tap_off = &zero_tap;
     a.ntaps = 1;
-    a.w_tile = kXi * Cred * NR;
+    a.w_tile = kXi * Ctot * NR;
     a.out = nullptr;
     a.out_lane = 1;
     a.init = nullptr;
@@ -103,11 +153,9 @@ void winograd_3x3(const at::Tensor& src, int64_t top, int64_t left, const Weight
                     tc0 = chunk % col_chunks * tpr;
       const int64_t trows = std::min(rows_per, TP - tr0), tcols = std::min(tpr, TQ - tc0), ntiles = trows * tcols;
       const int64_t p0 = 2 * tr0, q0 = 2 * tc0, prows = std::min(2 * trows, P - p0), pcols = std::min(2 * tcols, Q - q0);
-      const int64_t v_xi = max_tiles * Cred;
+      const int64_t v_xi = max_tiles * Ctot;
       if (chunk != cached) {
-        WinoInput<T> wi{x + n * in_n + p0 * in_row + q0 * in_col, in_row, in_col, Cred, ntiles, tcols, V.get(), v_xi,
-                        Cred};
-        kt.wino_input(wi);
+        transform_patches(x + n * in.in_n + p0 * in.in_row + q0 * in.in_col, in, Cred, blk, ntiles, tcols, V.get(), v_xi);
         cached = chunk;
       }
       for (int64_t kg = kp * kpt; kg < std::min(KT, (kp + 1) * kpt); ++kg) {
@@ -119,10 +167,10 @@ void winograd_3x3(const at::Tensor& src, int64_t top, int64_t left, const Weight
           a.npix = std::min(block, ntiles - t0);
           for (int64_t xi = 0; xi < kXi; ++xi) {
             T* m = M.get() + xi * block * lanes;
-            for (int64_t c0 = 0; c0 < Cred; c0 += Cb) {
-              a.C = std::min(Cb, Cred - c0);
-              a.in = V.get() + xi * v_xi + t0 * Cred + c0;
-              a.w = ub + (kb * kXi + xi) * Cred * NR + c0 * NR;
+            for (int64_t c0 = 0; c0 < Ctot; c0 += Cb) {
+              a.C = std::min(Cb, Ctot - c0);
+              a.in = V.get() + xi * v_xi + t0 * Ctot + c0;
+              a.w = ub + (kb * kXi + xi) * Ctot * NR + c0 * NR;
               a.acc_in = c0 > 0 ? m : nullptr;
               a.acc_out = m;
               kt.wide_tile(a);
@@ -154,7 +202,7 @@ void winograd_3x3(const at::Tensor& src, int64_t top, int64_t left, const Weight
 // into dh x dw phases, each an undilated convolution of one phase of the input.
 template <typename T>
 void winograd_dilated(const at::Tensor& src, int64_t ph, int64_t pw, int64_t dh, int64_t dw, const WeightView<T>& w,
-                      int64_t Cred, int64_t Kout, const T* bias, at::Tensor& y) {
+                      const Blocks& blk, int64_t Cred, int64_t Kout, const T* bias, at::Tensor& y) {
   const int64_t H = src.size(2), W = src.size(3), P = y.size(2), Q = y.size(3);
   for (int64_t a = 0; a < std::min(dh, P); ++a)
     for (int64_t b = 0; b < std::min(dw, Q); ++b) {
@@ -163,49 +211,48 @@ void winograd_dilated(const at::Tensor& src, int64_t ph, int64_t pw, int64_t dh,
       const int64_t e = a - ph - dh * floor_div(a - ph, dh), top = (ph - a + e) / dh;
       const int64_t f = b - pw - dw * floor_div(b - pw, dw), left = (pw - b + f) / dw;
       at::Tensor phase = y.slice(2, a, P, dh).slice(3, b, Q, dw);
-      winograd_3x3<T>(src.slice(2, std::min(e, H), H, dh).slice(3, std::min(f, W), W, dw), top, left, w, Cred, Kout,
-                      bias, phase);
+      winograd_pass<T>(src.slice(2, std::min(e, H), H, dh).slice(3, std::min(f, W), W, dw), top, left, w, blk, Cred,
+                       Kout, bias, phase);
     }
 }
 
 // grad_weight as the adjoint of the forward pass: per tile,
 //   dU[xi][c][k] += (B^T d B)[xi][c] * (A dy A^T)[xi][k],
 // summed over every tile of every image (and phase), then gw = G^T dU G.
-// du is [kparts][16][Cred][kpt_lanes]; this adds one phase: src (N, Cred, H, W)
+// du is [kparts][16][block, c][kpt_lanes]; this adds one phase: src (N, Cred, H, W)
 // with `top` / `left` zeros before it, gy (N, K, P, Q) its outputs.
 template <typename T>
-void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, const at::Tensor& gy, int64_t Cred,
-                          int64_t kparts, int64_t kpt_lanes, T* du) {
+void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, const at::Tensor& gy, const Blocks& blk,
+                          int64_t Cred, int64_t kparts, int64_t kpt_lanes, T* du) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t N = src.size(0), P = gy.size(2), Q = gy.size(3), MR = kt.mr, lanes = kt.tiles * kt.nr;
-  const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2), Kbuf = kparts * kpt_lanes;
-  const at::Tensor xb = channels_last_padded<T>(src, 1, Cred, top, left, 2 * TP + 2, 2 * TQ + 2);
-  const int64_t in_col = Cred, in_row = (2 * TQ + 2) * in_col, in_n = (2 * TP + 2) * in_row;
+  const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2), Kbuf = kparts * kpt_lanes, Ctot = blk.count() * Cred;
+  const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk);
   // grad_output channels-last, zero up to even sizes and Kbuf channels.
   const at::Tensor gyb = channels_last_padded<T>(gy, 1, Kbuf, 0, 0, 2 * TP, 2 * TQ);
   const int64_t gy_col = Kbuf, gy_row = 2 * TQ * gy_col, gy_n = 2 * TP * gy_row;
-  const T* x = xb.const_data_ptr<T>();
+  const T* x = in.buf.const_data_ptr<T>();
   const T* g = gyb.const_data_ptr<T>();
 
   // Chunks of tiles whose transforms stay in L2; reduction groups of chunks
   // (fixed by the shape, summed in order) x output parts make ~8 tasks.
-  const int64_t budget = std::max<int64_t>(MR, (384 * 1024 / int64_t(sizeof(T))) / (kXi * (Cred + kpt_lanes)));
+  const int64_t budget = std::max<int64_t>(MR, (384 * 1024 / int64_t(sizeof(T))) / (kXi * (Ctot + kpt_lanes)));
   const int64_t col_chunks = ceil_div(TQ, budget), tpr = ceil_div(TQ, col_chunks);
   const int64_t row_units = ceil_div(TP, std::max<int64_t>(1, std::min(TP, budget / tpr)));
   const int64_t rows_per = ceil_div(TP, row_units), chunks = N * row_units * col_chunks;
   const int64_t groups = std::min(chunks, ceil_div(8, kparts));
-  const int64_t max_tiles = rows_per * tpr, slice = kXi * Cred * kpt_lanes;
+  const int64_t max_tiles = rows_per * tpr, slice = kXi * Ctot * kpt_lanes;
   std::vector<T> partial(groups * kparts * slice, T(0));
   std::vector<int64_t> item(MR);
   for (int64_t j = 0; j < MR; ++j) item[j] = j;
   at::parallel_for(0, groups * kparts, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<T[]> V(new T[kXi * max_tiles * Cred]), Z(new T[kXi * max_tiles * kpt_lanes]);
+    std::unique_ptr<T[]> V(new T[kXi * max_tiles * Ctot]), Z(new T[kXi * max_tiles * kpt_lanes]);
     WideWgrad<T> a;
     a.item_off = item.data();
     a.tiles = kt.tiles;
     a.rows = 1;
     a.x_row = a.gy_row = 0;
-    a.x_col = Cred;
+    a.x_col = Ctot;
     a.gy_col = kpt_lanes;
     a.acc_item = kpt_lanes;
     for (int64_t task = begin; task < end; ++task) {
@@ -215,30 +262,29 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
         const int64_t n = chunk / (row_units * col_chunks), tr0 = chunk / col_chunks % row_units * rows_per,
                       tc0 = chunk % col_chunks * tpr;
         const int64_t tcols = std::min(tpr, TQ - tc0), ntiles = std::min(rows_per, TP - tr0) * tcols;
-        WinoInput<T> wi{x + n * in_n + 2 * tr0 * in_row + 2 * tc0 * in_col, in_row, in_col, Cred, ntiles, tcols, V.get(),
-                        max_tiles * Cred, Cred};
-        kt.wino_input(wi);
+        transform_patches(x + n * in.in_n + 2 * tr0 * in.in_row + 2 * tc0 * in.in_col, in, Cred, blk, ntiles, tcols,
+                          V.get(), max_tiles * Ctot);
         WinoInput<T> wg{g + n * gy_n + 2 * tr0 * gy_row + 2 * tc0 * gy_col + kp * kpt_lanes, gy_row, gy_col, kpt_lanes,
                         ntiles, tcols, Z.get(), max_tiles * kpt_lanes, kpt_lanes};
         kt.wino_gy(wg);
         a.cols = ntiles;
         for (int64_t xi = 0; xi < kXi; ++xi)
           for (int64_t k0 = 0; k0 < kpt_lanes; k0 += lanes)
-            for (int64_t c0 = 0; c0 < Cred; c0 += MR) {
-              a.x = V.get() + xi * max_tiles * Cred + c0;
-              a.m = std::min(MR, Cred - c0);
+            for (int64_t c0 = 0; c0 < Ctot; c0 += MR) {
+              a.x = V.get() + xi * max_tiles * Ctot + c0;
+              a.m = std::min(MR, Ctot - c0);
               a.gy = Z.get() + xi * max_tiles * kpt_lanes + k0;
-              a.acc = acc + (xi * Cred + c0) * kpt_lanes + k0;
+              a.acc = acc + (xi * Ctot + c0) * kpt_lanes + k0;
               kt.wide_wgrad(a);
             }
       }
     }
   });
   // Groups added in group order: the sums depend on the shape alone.
-  at::parallel_for(0, kparts * kXi * Cred, grain_for(groups * kpt_lanes), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, kparts * kXi * Ctot, grain_for(groups * kpt_lanes), [&](int64_t begin, int64_t end) {
     for (int64_t grp = 0; grp < groups; ++grp)
       for (int64_t r = begin; r < end; ++r) {
-        const int64_t kp = r / (kXi * Cred), rest = r % (kXi * Cred);
+        const int64_t kp = r / (kXi * Ctot), rest = r % (kXi * Ctot);
         const T* src_row = partial.data() + (grp * kparts + kp) * slice + rest * kpt_lanes;
         T* dst = du + r * kpt_lanes;
         for (int64_t l = 0; l < kpt_lanes; ++l) dst[l] += src_row[l];
@@ -246,44 +292,55 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
   });
 }
 
-// The weight tensor (K, C, 3, 3) as the Winograd pass sees it: lanes are
+// The weight tensor (K, C, R, S) as the Winograd pass sees it: lanes are
 // outputs and the reduction runs over inputs; grad_input swaps the two and
 // flips the taps.
 template <typename T>
-WeightView<T> weight_view(const at::Tensor& wc, int64_t C, bool transposed) {
-  WeightView<T> v{wc.const_data_ptr<T>(), 0, transposed ? 9 : C * 9, transposed ? C * 9 : 9, 9, {}};
-  for (int64_t t = 0; t < 9; ++t) v.tap.push_back(transposed ? 8 - t : t);
+WeightView<T> weight_view(const at::Tensor& wc, const ConvShape& s, bool transposed) {
+  const int64_t RS = s.R * s.S;
+  WeightView<T> v{wc.const_data_ptr<T>(), 0, transposed ? RS : s.C * RS, transposed ? s.C * RS : RS, RS, {}};
+  for (int64_t t = 0; t < RS; ++t) v.tap.push_back(transposed ? RS - 1 - t : t);
   return v;
 }
 
-// gw (K, C, 3, 3) = grad_weight of the layer: the phases' dU summed, then G^T dU G
-// into [c][3 x 3][k] and transposed into place.
+// gw (K, C, R, S) = grad_weight of the layer: the phases' dU summed, then
+// G^T dU G per block into [block, c][3 x 3][k], gathered into [c][R x S][k]
+// and transposed into place.
 template <typename T>
 void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvShape& s, at::Tensor& gw) {
   const KernelsT<T>& kt = kern<T>();
-  const int64_t lanes = kt.tiles * kt.nr, KT = ceil_div(s.K, lanes);
+  const Blocks blk(s.R, s.S);
+  const int64_t lanes = kt.tiles * kt.nr, KT = ceil_div(s.K, lanes), Ctot = blk.count() * s.C, RS = s.R * s.S;
   // Split the outputs when the images give few tiles (batch 1), so both cores work.
   const int64_t tiles = s.N * ceil_div(s.P, 2) * ceil_div(s.Q, 2);
   const int64_t kparts = std::min(KT, std::max<int64_t>(1, ceil_div(8 * 64, tiles)));
   const int64_t kpt_lanes = ceil_div(KT, kparts) * lanes, Kbuf = kparts * kpt_lanes;
-  std::vector<T> du(kparts * kXi * s.C * kpt_lanes, T(0));
+  std::vector<T> du(kparts * kXi * Ctot * kpt_lanes, T(0));
   const int64_t H = s.H, W = s.W, P = s.P, Q = s.Q, dh = s.dil_h, dw = s.dil_w;
   for (int64_t a = 0; a < std::min(dh, P); ++a)
     for (int64_t b = 0; b < std::min(dw, Q); ++b) {
       const int64_t e = a - s.pad_h - dh * floor_div(a - s.pad_h, dh), top = (s.pad_h - a + e) / dh;
       const int64_t f = b - s.pad_w - dw * floor_div(b - s.pad_w, dw), left = (s.pad_w - b + f) / dw;
       winograd_wgrad_phase<T>(input.slice(2, std::min(e, H), H, dh).slice(3, std::min(f, W), W, dw), top, left,
-                              gy.slice(2, a, P, dh).slice(3, b, Q, dw), s.C, kparts, kpt_lanes, du.data());
+                              gy.slice(2, a, P, dh).slice(3, b, Q, dw), blk, s.C, kparts, kpt_lanes, du.data());
     }
-  std::vector<T> taps_k(s.C * 9 * Kbuf);
+  std::vector<T> block_taps(Ctot * 9 * Kbuf), taps_k(s.C * RS * Kbuf);
   at::parallel_for(0, kparts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t kp = begin; kp < end; ++kp) {
-      WinoWeightsGrad<T> a{du.data() + kp * kXi * s.C * kpt_lanes, s.C * kpt_lanes, s.C, kpt_lanes,
-                           taps_k.data() + kp * kpt_lanes, Kbuf};
+      WinoWeightsGrad<T> a{du.data() + kp * kXi * Ctot * kpt_lanes, Ctot * kpt_lanes, Ctot, kpt_lanes,
+                           block_taps.data() + kp * kpt_lanes, Kbuf};
       kt.wino_weights_grad(a);
     }
   });
-  Transpose<T> tr{taps_k.data(), Kbuf, s.C * 9, s.C * 9, s.K, gw.mutable_data_ptr<T>(), 0, s.C * 9};
+  for (int64_t bl = 0; bl < blk.count(); ++bl)
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t t = 0; t < 9; ++t) {
+        const int64_t tap = blk.tap(bl, t / 3, t % 3);
+        if (tap >= 0)
+          std::memcpy(taps_k.data() + (c * RS + tap) * Kbuf, block_taps.data() + ((bl * s.C + c) * 9 + t) * Kbuf,
+                      sizeof(T) * Kbuf);
+      }
+  Transpose<T> tr{taps_k.data(), Kbuf, s.C * RS, s.C * RS, s.K, gw.mutable_data_ptr<T>(), 0, s.C * RS};
   kt.transpose(tr);
 }
 
@@ -291,16 +348,18 @@ void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvSha
 
 bool winograd_suits(const ConvShape& s) {
   const char* env = std::getenv("CONVKIT_WINOGRAD");  // read per call: cheap, and A/B runs toggle it
-  return !(env && std::strcmp(env, "0") == 0) && s.groups == 1 && s.R == 3 && s.S == 3 && s.stride_h == 1 &&
-         s.stride_w == 1 && s.pad_h <= 2 * s.dil_h && s.pad_w <= 2 * s.dil_w && s.C >= 32 && s.K >= 32;
+  const auto size_fits = [](int64_t k) { return k == 3 || k == 5; };
+  return !(env && std::strcmp(env, "0") == 0) && s.groups == 1 && size_fits(s.R) && size_fits(s.S) &&
+         s.stride_h == 1 && s.stride_w == 1 && s.pad_h <= (s.R - 1) * s.dil_h && s.pad_w <= (s.S - 1) * s.dil_w &&
+         s.C >= 32 && s.K >= 32;
 }
 
 void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                       at::Tensor& y) {
   const at::Tensor wc = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_winograd_forward", [&] {
-    winograd_dilated<scalar_t>(input, s.pad_h, s.pad_w, s.dil_h, s.dil_w, weight_view<scalar_t>(wc, s.C, false), s.C,
-                               s.K, bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, y);
+    winograd_dilated<scalar_t>(input, s.pad_h, s.pad_w, s.dil_h, s.dil_w, weight_view<scalar_t>(wc, s, false),
+                               Blocks(s.R, s.S), s.C, s.K, bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, y);
   });
 }
 
@@ -309,8 +368,8 @@ void winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, con
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "convkit_winograd_backward_input", [&] {
     // The forward correlation of grad_output with the flipped, transposed
     // filters, padded so the output is the input's size.
-    winograd_dilated<scalar_t>(gy, 2 * s.dil_h - s.pad_h, 2 * s.dil_w - s.pad_w, s.dil_h, s.dil_w,
-                               weight_view<scalar_t>(wc, s.C, true), s.K, s.C, nullptr, gx);
+    winograd_dilated<scalar_t>(gy, (s.R - 1) * s.dil_h - s.pad_h, (s.S - 1) * s.dil_w - s.pad_w, s.dil_h, s.dil_w,
+                               weight_view<scalar_t>(wc, s, true), Blocks(s.R, s.S), s.K, s.C, nullptr, gx);
   });
 }
 
