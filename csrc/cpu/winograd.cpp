@@ -242,7 +242,8 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
   const int64_t rows_per = ceil_div(TP, row_units), chunks = N * row_units * col_chunks;
   const int64_t groups = std::min(chunks, ceil_div(8, kparts));
   const int64_t max_tiles = rows_per * tpr, slice = kXi * Ctot * kpt_lanes;
-  std::vector<T> partial(groups * kparts * slice, T(0));
+  // Group 0 adds straight into du; the others into partial sums added after it.
+  std::vector<T> partial((groups - 1) * kparts * slice, T(0));
   std::vector<int64_t> item(MR);
   for (int64_t j = 0; j < MR; ++j) item[j] = j;
   at::parallel_for(0, groups * kparts, 1, [&](int64_t begin, int64_t end) {
@@ -257,7 +258,7 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
     a.acc_item = kpt_lanes;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t grp = task / kparts, kp = task % kparts;
-      T* acc = partial.data() + task * slice;
+      T* acc = grp == 0 ? du + kp * slice : partial.data() + (task - kparts) * slice;
       for (int64_t chunk = chunks * grp / groups; chunk < chunks * (grp + 1) / groups; ++chunk) {
         const int64_t n = chunk / (row_units * col_chunks), tr0 = chunk / col_chunks % row_units * rows_per,
                       tc0 = chunk % col_chunks * tpr;
@@ -281,14 +282,12 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
     }
   });
   // Groups added in group order: the sums depend on the shape alone.
-  at::parallel_for(0, kparts * kXi * Ctot, grain_for(groups * kpt_lanes), [&](int64_t begin, int64_t end) {
-    for (int64_t grp = 0; grp < groups; ++grp)
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t kp = r / (kXi * Ctot), rest = r % (kXi * Ctot);
-        const T* src_row = partial.data() + (grp * kparts + kp) * slice + rest * kpt_lanes;
-        T* dst = du + r * kpt_lanes;
-        for (int64_t l = 0; l < kpt_lanes; ++l) dst[l] += src_row[l];
-      }
+  if (groups == 1) return;
+  at::parallel_for(0, kparts * slice, grain_for(groups * 256), [&](int64_t begin, int64_t end) {
+    for (int64_t grp = 1; grp < groups; ++grp) {
+      const T* part = partial.data() + (grp - 1) * kparts * slice;
+      for (int64_t i = begin; i < end; ++i) du[i] += part[i];
+    }
   });
 }
 
@@ -324,20 +323,22 @@ void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvSha
       winograd_wgrad_phase<T>(input.slice(2, std::min(e, H), H, dh).slice(3, std::min(f, W), W, dw), top, left,
                               gy.slice(2, a, P, dh).slice(3, b, Q, dw), blk, s.C, kparts, kpt_lanes, du.data());
     }
-  std::vector<T> block_taps(Ctot * 9 * Kbuf), taps_k(s.C * RS * Kbuf);
+  // One block (3 x 3): [block, c][3 x 3] is already [c][R x S].
+  std::vector<T> taps_k(s.C * RS * Kbuf), blocks(blk.count() > 1 ? Ctot * 9 * Kbuf : 0);
+  T* const block_taps = blk.count() > 1 ? blocks.data() : taps_k.data();
   at::parallel_for(0, kparts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t kp = begin; kp < end; ++kp) {
       WinoWeightsGrad<T> a{du.data() + kp * kXi * Ctot * kpt_lanes, Ctot * kpt_lanes, Ctot, kpt_lanes,
-                           block_taps.data() + kp * kpt_lanes, Kbuf};
+                           block_taps + kp * kpt_lanes, Kbuf};
       kt.wino_weights_grad(a);
     }
   });
-  for (int64_t bl = 0; bl < blk.count(); ++bl)
+  for (int64_t bl = 0; bl < blk.count() && blk.count() > 1; ++bl)
     for (int64_t c = 0; c < s.C; ++c)
       for (int64_t t = 0; t < 9; ++t) {
         const int64_t tap = blk.tap(bl, t / 3, t % 3);
         if (tap >= 0)
-          std::memcpy(taps_k.data() + (c * RS + tap) * Kbuf, block_taps.data() + ((bl * s.C + c) * 9 + t) * Kbuf,
+          std::memcpy(taps_k.data() + (c * RS + tap) * Kbuf, block_taps + ((bl * s.C + c) * 9 + t) * Kbuf,
                       sizeof(T) * Kbuf);
       }
   Transpose<T> tr{taps_k.data(), Kbuf, s.C * RS, s.C * RS, s.K, gw.mutable_data_ptr<T>(), 0, s.C * RS};
