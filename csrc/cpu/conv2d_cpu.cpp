@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -351,84 +352,103 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
   run_wide(grid, packed);
 }
 
-// Runs plane rows: out (N, Kout, Pout, Qout) planes from the planes of `src`
-// (N, Cin, H, W) placed in `lay`, with weights w[k][c][R][S] of a grouped convolution
-// (Cin / G reduction channels and Kout / G outputs per group). Output row p
-// reads input rows p * row_step + row_origin + r * dh; taps that would only
-// read zero rows of the layout are skipped.
+// One set of output rows for run_plane_rows: Pout rows (image n, channel k
+// at out + (n * Kout + k) * out_k, rows out_row apart) with weights
+// w[k][c][R][S] of a grouped convolution (Cin / G reduction channels and
+// Kout / G outputs per group). Output row p reads layout rows
+// p * row_step + row_origin + r * dh; taps that would only read zero rows of
+// the layout are skipped.
 template <typename T>
-void run_plane_rows(const at::Tensor& src_any, PlaneLayout& lay, int64_t col_origin, int64_t Kout, int64_t G,
-                    const at::Tensor& weight, const T* bias, T* out, int64_t Pout, int64_t Qout, int64_t R,
-                    int64_t S, int64_t row_step, int64_t dh, int64_t dw, int64_t row_origin, bool skip_zero_rows) {
-  // Each task packs its (image, group) planes into a small per-thread buffer
-  // and computes from there: the source is read once, no full-size copy.
+struct PlaneRowsPass {
+  std::vector<T> w;  // [g][kblock][r, c, s][kPlaneKB], zero past the group's channels
+  std::vector<int64_t> off, r_lo, r_hi;
+  const T* bias;
+  T* out;
+  int64_t Pout, out_row, row_step, row_origin, CS;
+
+  PlaneRowsPass(const PlaneLayout& lay, int64_t Cred, int64_t Kout, int64_t G, const at::Tensor& weight,
+                const T* bias_, T* out_, int64_t Pout_, int64_t out_row_, int64_t R, int64_t S, int64_t row_step_,
+                int64_t dh, int64_t dw, int64_t row_origin_, bool skip_zero_rows)
+      : bias(bias_), out(out_), Pout(Pout_), out_row(out_row_), row_step(row_step_), row_origin(row_origin_),
+        CS(Cred * S) {
+    const int64_t Kgrp = Kout / G, nred = R * CS, kblocks = ceil_div(Kgrp, kPlaneKB);
+    // Reduction in (r, c, s) order, so the taps of a range of kernel rows are
+    // a contiguous slice. (Plain loops rather than tensor ops: tiny
+    // convolutions are all overhead.)
+    const at::Tensor wc = weight.contiguous();
+    const T* wsrc = wc.const_data_ptr<T>();
+    w.assign(G * kblocks * nred * kPlaneKB, T(0));
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t k = 0; k < Kgrp; ++k)
+        for (int64_t c = 0; c < Cred; ++c)
+          for (int64_t r = 0; r < R; ++r)
+            for (int64_t t = 0; t < S; ++t)
+              w[((g * kblocks + k / kPlaneKB) * nred + (r * Cred + c) * S + t) * kPlaneKB + k % kPlaneKB] =
+                  wsrc[(((g * Kgrp + k) * Cred + c) * R + r) * S + t];
+    off.resize(nred);
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t c = 0; c < Cred; ++c)
+        for (int64_t t = 0; t < S; ++t)
+          off[(r * Cred + c) * S + t] = c * lay.plane() + r * dh * lay.width +
+                                        (t * dw % lay.phases) * lay.rows * lay.width + t * dw / lay.phases;
+    // Kernel rows whose input row holds data, per output row: [r_lo, r_hi).
+    // Skipping the others is exact only when no weight is Inf or NaN (0 * Inf
+    // must reach the sum, as in torch).
+    r_lo.assign(Pout, 0);
+    r_hi.assign(Pout, R);
+    for (int64_t p = 0; skip_zero_rows && p < Pout; ++p) {
+      const int64_t base = p * row_step + row_origin;
+      r_lo[p] = std::min(R, std::max<int64_t>(0, ceil_div(std::max<int64_t>(0, lay.data_lo() - base), dh)));
+      r_hi[p] = std::max(r_lo[p], std::min(R, floor_div(lay.data_hi() - 1 - base, dh) + 1));
+    }
+  }
+};
+
+// Runs plane passes over the planes of `src` (N, Cin, H, W) placed in `lay`
+// (lay.data_rows must be H): Qout-wide output rows, output planes out_k apart.
+// Each task packs its (image, group) planes into a small per-thread buffer
+// and runs every pass from there: the source is read once, no full-size copy.
+template <typename T>
+void run_plane_rows(const at::Tensor& src_any, const PlaneLayout& lay, int64_t col_origin, int64_t Kout, int64_t G,
+                    int64_t Qout, int64_t out_k, const std::vector<PlaneRowsPass<T>>& passes) {
   const at::Tensor src = src_any.contiguous();
   const int64_t N = src.size(0), Cin = src.size(1), H = src.size(2), W = src.size(3);
-  lay.data_rows = H;
   const T* source = src.const_data_ptr<T>();
   const KernelsT<T>& kt = kern<T>();
-  const int64_t Cred = Cin / G, Kgrp = Kout / G, CS = Cred * S, nred = R * CS;
-  const int64_t kblocks = ceil_div(Kgrp, kPlaneKB);
-  // Reduction in (r, c, s) order, so the taps of a range of kernel rows are a
-  // contiguous slice. Weights packed [g][kblock][r, c, s][kPlaneKB], zero past
-  // the group's channels.
-  // (Plain loops rather than tensor ops: tiny convolutions are all overhead.)
-  const at::Tensor wc = weight.contiguous();
-  const T* wsrc = wc.const_data_ptr<T>();
-  std::vector<T> wpack(G * kblocks * nred * kPlaneKB, T(0));
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t k = 0; k < Kgrp; ++k)
-      for (int64_t c = 0; c < Cred; ++c)
-        for (int64_t r = 0; r < R; ++r)
-          for (int64_t t = 0; t < S; ++t)
-            wpack[((g * kblocks + k / kPlaneKB) * nred + (r * Cred + c) * S + t) * kPlaneKB + k % kPlaneKB] =
-                wsrc[(((g * Kgrp + k) * Cred + c) * R + r) * S + t];
-  const T* w = wpack.data();
-  std::vector<int64_t> off(nred);
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t c = 0; c < Cred; ++c)
-      for (int64_t t = 0; t < S; ++t)
-        off[(r * Cred + c) * S + t] = c * lay.plane() + r * dh * lay.width +
-                                      (t * dw % lay.phases) * lay.rows * lay.width + t * dw / lay.phases;
-  // Kernel rows whose input row holds data, per output row: [r_lo, r_hi).
-  // Skipping the others is exact only when no weight is Inf or NaN (0 * Inf
-  // must reach the sum, as in torch).
-  std::vector<int64_t> r_lo(Pout, 0), r_hi(Pout, R);
-  for (int64_t p = 0; skip_zero_rows && p < Pout; ++p) {
-    const int64_t base = p * row_step + row_origin;
-    r_lo[p] = std::min(R, std::max<int64_t>(0, ceil_div(std::max<int64_t>(0, lay.data_lo() - base), dh)));
-    r_hi[p] = std::max(r_lo[p], std::min(R, floor_div(lay.data_hi() - 1 - base, dh) + 1));
-  }
-  const int64_t units = N * G;
-  const int64_t unit_work = Kgrp * Pout * Qout * nred;
-  at::parallel_for(0, units, grain_for(unit_work), [&](int64_t begin, int64_t end) {
+  const int64_t Cred = Cin / G, Kgrp = Kout / G, kblocks = ceil_div(Kgrp, kPlaneKB);
+  int64_t unit_work = 0;
+  for (const auto& pass : passes) unit_work += Kgrp * pass.Pout * Qout * int64_t(pass.off.size());
+  at::parallel_for(0, N * G, grain_for(unit_work), [&](int64_t begin, int64_t end) {
     std::vector<T> buf(Cred * lay.plane());  // zero once: every plane packs its data into the same slots
     PlaneRow<T> a;
-    a.in_row_step = row_step * lay.width;
-    a.out_k = Pout * Qout;
-    a.out_row = Qout;
+    a.out_k = out_k;
     a.Q = Qout;
     for (int64_t u = begin; u < end; ++u) {
       const int64_t g = u % G, n = u / G;
       for (int64_t c = 0; c < Cred; ++c)
         pack_plane(source + (n * Cin + g * Cred + c) * H * W, H, W, lay, buf.data() + c * lay.plane(), true);
-      const T* in = buf.data() + col_origin + row_origin * lay.width;
-      for (int64_t kbi = 0; kbi < kblocks; ++kbi) {
-        const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
-        a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
-        a.bias = bias ? bias + k0 : nullptr;
-        const T* wblock = w + (g * kblocks + kbi) * nred * kPlaneKB;
-        // Runs of rows with the same tap range share one call.
-        for (int64_t p = 0, p1; p < Pout; p = p1) {
-          p1 = p + 1;
-          while (p1 < Pout && r_lo[p1] == r_lo[p] && r_hi[p1] == r_hi[p]) ++p1;
-          a.rows = p1 - p;
-          a.in_off = off.data() + r_lo[p] * CS;
-          a.n = (r_hi[p] - r_lo[p]) * CS;
-          a.w = wblock + r_lo[p] * CS * kPlaneKB;
-          a.in = in + p * row_step * lay.width;
-          a.out = out + ((n * Kout + k0) * Pout + p) * Qout;
-          kt.plane_row(a);
+      for (const auto& pass : passes) {
+        const int64_t nred = pass.off.size(), CS = pass.CS;
+        const T* in = buf.data() + col_origin + pass.row_origin * lay.width;
+        a.in_row_step = pass.row_step * lay.width;
+        a.out_row = pass.out_row;
+        for (int64_t kbi = 0; kbi < kblocks; ++kbi) {
+          const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
+          a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
+          a.bias = pass.bias ? pass.bias + k0 : nullptr;
+          const T* wblock = pass.w.data() + (g * kblocks + kbi) * nred * kPlaneKB;
+          // Runs of rows with the same tap range share one call.
+          for (int64_t p = 0, p1; p < pass.Pout; p = p1) {
+            p1 = p + 1;
+            while (p1 < pass.Pout && pass.r_lo[p1] == pass.r_lo[p] && pass.r_hi[p1] == pass.r_hi[p]) ++p1;
+            a.rows = p1 - p;
+            a.in_off = pass.off.data() + pass.r_lo[p] * CS;
+            a.n = (pass.r_hi[p] - pass.r_lo[p]) * CS;
+            a.w = wblock + pass.r_lo[p] * CS * kPlaneKB;
+            a.in = in + p * pass.row_step * lay.width;
+            a.out = pass.out + (n * Kout + k0) * out_k + p * pass.out_row;
+            kt.plane_row(a);
+          }
         }
       }
     }
@@ -439,10 +459,13 @@ template <typename T>
 void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                    at::Tensor& y) {
   PlaneLayout lay = input_plane_layout<T>(s, plane_span(s.Q, kern<T>().lanes, s.K_per_group()));
+  lay.data_rows = s.H;
   if (!y.is_contiguous()) y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
-  run_plane_rows<T>(input, lay, 0, s.K, s.groups, weight,
-                    bias.defined() ? bias.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), s.P, s.Q, s.R,
-                    s.S, s.stride_h, s.dil_h, s.dil_w, 0, all_finite<T>(weight));
+  std::vector<PlaneRowsPass<T>> passes;
+  passes.emplace_back(lay, s.C_per_group(), s.K, s.groups, weight, bias.defined() ? bias.const_data_ptr<T>() : nullptr,
+                      y.mutable_data_ptr<T>(), s.P, s.Q, s.R, s.S, s.stride_h, s.dil_h, s.dil_w, 0,
+                      all_finite<T>(weight));
+  run_plane_rows<T>(input, lay, 0, s.K, s.groups, s.Q, s.P * s.Q, passes);
 }
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
@@ -562,28 +585,57 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
     }
 }
 
-// Plane: grad_input is the stride-1 convolution of the zero-inserted, padded
-// grad_output with the transposed, flipped kernel.
+// Plane: grad_input is the stride-1 convolution of the padded grad_output,
+// zero-inserted between columns, with the transposed, flipped kernel. Rows
+// split into stride phases instead: grad_input row h = a + sh * i reads only
+// the flipped taps r with (h + pad_h - (R-1) * dh + r * dh) divisible by sh,
+// whose grad_output rows are consecutive (dilation dh / gcd(sh, dh)), so each
+// phase convolves the compact rows with its own taps.
 template <typename T>
 void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
-  const int64_t G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
-  const int64_t bh = std::max<int64_t>(0, (s.R - 1) * s.dil_h - s.pad_h);
+  const int64_t G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), sh = s.stride_h, dh = s.dil_h;
+  const int64_t c0 = s.pad_h - (s.R - 1) * dh;  // row h reads zero-inserted row h + c0 + r * dh
+  const int64_t step = sh / std::gcd(sh, dh), row_dil = dh / std::gcd(sh, dh);
+  // Per phase: first tap, tap count, and the grad_output row its row i = 0 reads first.
+  std::vector<int64_t> first(sh), count(sh, 0), base(sh, 0);
+  int64_t top = 0;  // zero rows above grad_output so every phase reads inside the layout
+  for (int64_t a = 0; a < std::min(sh, s.H); ++a) {
+    first[a] = 0;
+    while (first[a] < std::min(step, s.R) && ((a + c0 + first[a] * dh) % sh + sh) % sh != 0) ++first[a];
+    if (first[a] >= std::min(step, s.R)) continue;
+    count[a] = ceil_div(s.R - first[a], step);
+    base[a] = floor_div(a + c0 + first[a] * dh, sh);
+    top = std::max(top, -base[a]);
+  }
   const int64_t bw = std::max<int64_t>(0, (s.S - 1) * s.dil_w - s.pad_w);
-  const int64_t row_origin = s.pad_h - (s.R - 1) * s.dil_h + bh;  // >= 0
   const int64_t col_origin = s.pad_w - (s.S - 1) * s.dil_w + bw;  // >= 0
   PlaneLayout lay;
-  lay.rows = std::max(s.H + s.pad_h + bh, bh + (s.P - 1) * s.stride_h + 1);
+  lay.rows = top + s.P;
+  for (int64_t a = 0; a < std::min(sh, s.H); ++a)
+    if (count[a]) lay.rows = std::max(lay.rows, top + base[a] + ceil_div(s.H - a, sh) + (count[a] - 1) * row_dil);
   lay.width = std::max(col_origin + plane_span(s.W, kern<T>().lanes, Cg) + (s.S - 1) * s.dil_w,
                        bw + (s.Q - 1) * s.stride_w + 1);
-  lay.row0 = bh;
-  lay.row_step = s.stride_h;
+  lay.row0 = top;
   lay.col0 = bw;
   lay.col_step = s.stride_w;
-  // wt[g*Cg + c][k][r][s] = w[g*Kg + k][c][R-1-r][S-1-s]
-  const at::Tensor wt = weight.reshape({G, Kg, Cg, s.R, s.S}).flip({3, 4}).transpose(1, 2).contiguous();
+  lay.data_rows = s.P;
   gx = at::empty({s.N, s.C, s.H, s.W}, gy.options());
-  run_plane_rows<T>(gy, lay, col_origin, s.C, G, wt, nullptr,
-                    gx.mutable_data_ptr<T>(), s.H, s.W, s.R, s.S, 1, s.dil_h, s.dil_w, row_origin, true);
+  std::vector<PlaneRowsPass<T>> passes;
+  for (int64_t a = 0; a < std::min(sh, s.H); ++a) {
+    if (count[a] == 0) {  // no tap reaches these rows
+      gx.slice(2, a, s.H, sh).zero_();
+      continue;
+    }
+    // wt[g*Cg + c][k][j][s] = w[g*Kg + k][c][R-1-(first + j*step)][S-1-s]
+    const at::Tensor wt = weight.reshape({G, Kg, Cg, s.R, s.S})
+                              .flip({3, 4})
+                              .slice(3, first[a], s.R, step)
+                              .transpose(1, 2)
+                              .contiguous();
+    passes.emplace_back(lay, Kg, s.C, G, wt, nullptr, gx.mutable_data_ptr<T>() + a * s.W, ceil_div(s.H - a, sh),
+                        sh * s.W, count[a], s.S, 1, row_dil, s.dil_w, top + base[a], true);
+  }
+  run_plane_rows<T>(gy, lay, col_origin, s.C, G, s.W, s.H * s.W, passes);
 }
 
 // grad_input by definition: every (output pixel, tap) pair scatters its one
