@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "buffers.h"
 #include "kernels.h"
 
 namespace convkit {
@@ -126,12 +127,12 @@ at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad
   const int64_t Hc = std::max<int64_t>(0, std::min(H, rows - top)), Wc = std::max<int64_t>(0, std::min(W, cols - left));
   if (Cpad == Cg && x_any.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
     if (top == 0 && left == 0 && rows == H && cols == W) return x_any.permute({0, 2, 3, 1}).contiguous();
-    at::Tensor out = at::zeros({N, rows, cols, Co}, x_any.options());
+    at::Tensor out = zeros_pooled({N, rows, cols, Co}, x_any.options());
     out.narrow(1, top, Hc).narrow(2, left, Wc).copy_(x_any.narrow(2, 0, Hc).narrow(3, 0, Wc).permute({0, 2, 3, 1}));
     return out;
   }
   const at::Tensor x = x_any.contiguous();
-  at::Tensor out = at::empty({N, rows, cols, Co}, x.options());
+  at::Tensor out = empty_pooled({N, rows, cols, Co}, x.options());
   const T* src = x.const_data_ptr<T>();
   T* dst = out.mutable_data_ptr<T>();
   const KernelsT<T>& kt = kern<T>();

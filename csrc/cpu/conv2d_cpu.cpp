@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "buffers.h"
 #include "common.h"
 #include "kernels.h"
 #include "winograd.h"
@@ -60,7 +61,7 @@ namespace {
 // Channels-last copy of `x` (N, C, H, W) with a zero border: (N, H + 2ph, W + 2pw, C).
 at::Tensor padded_nhwc(const at::Tensor& x, int64_t ph, int64_t pw) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  at::Tensor buf = at::empty({N, H + 2 * ph, W + 2 * pw, C}, x.options());
+  at::Tensor buf = empty_pooled({N, H + 2 * ph, W + 2 * pw, C}, x.options());
   if (ph > 0) {
     buf.narrow(1, 0, ph).zero_();
     buf.narrow(1, H + ph, ph).zero_();
@@ -158,7 +159,7 @@ at::Tensor pack_planes(const at::Tensor& src_any, PlaneLayout& lay) {
   // Planes a multiple of 4 KiB apart would share L1 sets: the stride gets an odd number of cache lines.
   int64_t stride = round_up(lay.plane(), 64 / int64_t(sizeof(T)));
   if ((stride * int64_t(sizeof(T)) / 64) % 2 == 0) stride += 64 / int64_t(sizeof(T));
-  at::Tensor buf = at::empty({NC, stride}, src.options()).narrow(1, 0, lay.plane());
+  at::Tensor buf = empty_pooled({NC, stride}, src.options()).narrow(1, 0, lay.plane());
   const T* s = src.const_data_ptr<T>();
   T* d = buf.mutable_data_ptr<T>();
   at::parallel_for(0, NC, grain_for(lay.plane()), [&](int64_t begin, int64_t end) {
@@ -231,7 +232,7 @@ template <typename T>
 at::Tensor pack_wide_weights(int64_t G, int64_t Kout, int64_t Cred, const WeightView<T>& w, const at::TensorOptions& options) {
   const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR), ntaps = w.tap.size(), rs = w.rs;
   const int64_t Cb = wide_channel_block<T>(Cred, ntaps);
-  at::Tensor packed = at::empty({G * KB * NR * Cred * ntaps}, options);
+  at::Tensor packed = empty_pooled({G * KB * NR * Cred * ntaps}, options);
   T* base = packed.mutable_data_ptr<T>();
   for_each_weight_tile<T>(G, Kout, Cred, w, [&](int64_t gk, const T* lanes_last) {
     T* tile = base + gk * ntaps * Cred * NR;
@@ -460,7 +461,7 @@ void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::
                    at::Tensor& y) {
   PlaneLayout lay = input_plane_layout<T>(s, plane_span(s.Q, kern<T>().lanes, s.K_per_group()));
   lay.data_rows = s.H;
-  if (!y.is_contiguous()) y = at::empty({s.N, s.K, s.P, s.Q}, input.options());
+  if (!y.is_contiguous()) y = empty_pooled({s.N, s.K, s.P, s.Q}, input.options());
   std::vector<PlaneRowsPass<T>> passes;
   passes.emplace_back(lay, s.C_per_group(), s.K, s.groups, weight, bias.defined() ? bias.const_data_ptr<T>() : nullptr,
                       y.mutable_data_ptr<T>(), s.P, s.Q, s.R, s.S, s.stride_h, s.dil_h, s.dil_w, 0,
@@ -470,7 +471,7 @@ void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
                    const ConvShape& s, at::MemoryFormat format) {
-  at::Tensor y = at::empty({s.N, s.K, s.P, s.Q}, input.options().memory_format(format));
+  at::Tensor y = empty_pooled({s.N, s.K, s.P, s.Q}, input.options().memory_format(format));
   if (y.numel() == 0) return y;
   const at::Tensor bias = bias_opt.has_value() && bias_opt->defined() ? bias_opt->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_cpu", [&] {
@@ -533,7 +534,7 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
   // grad_output with a zero border, in its own layout: (N, K, Pb, Qb).
   at::Tensor gyb;
   if (gy.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
-    gyb = at::zeros({s.N, s.K, Pb, Qb}, gy.options().memory_format(at::MemoryFormat::ChannelsLast));
+    gyb = zeros_pooled({s.N, s.K, Pb, Qb}, gy.options().memory_format(at::MemoryFormat::ChannelsLast));
     gyb.narrow(2, ah.border_lo, s.P).narrow(3, aw.border_lo, s.Q).copy_(gy);
   } else {
     PlaneLayout glay;
@@ -545,7 +546,7 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
   }
   const int64_t bn = gyb.stride(0), bk = gyb.stride(1), bp = gyb.stride(2), bq = gyb.stride(3);
 
-  gx = at::empty({s.N, s.C, s.H, s.W}, gy.options().memory_format(format));
+  gx = empty_pooled({s.N, s.C, s.H, s.W}, gy.options().memory_format(format));
   const int64_t xh = gx.stride(2), xw = gx.stride(3);
   const at::Tensor wc = weight.contiguous();
   const T* w = wc.const_data_ptr<T>();
@@ -619,7 +620,7 @@ void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const 
   lay.col0 = bw;
   lay.col_step = s.stride_w;
   lay.data_rows = s.P;
-  gx = at::empty({s.N, s.C, s.H, s.W}, gy.options());
+  gx = empty_pooled({s.N, s.C, s.H, s.W}, gy.options());
   std::vector<PlaneRowsPass<T>> passes;
   for (int64_t a = 0; a < std::min(sh, s.H); ++a) {
     if (count[a] == 0) {  // no tap reaches these rows
@@ -647,7 +648,7 @@ void backward_input_exact(const at::Tensor& gy_any, const at::Tensor& weight, co
   const at::Tensor gyc = gy_any.contiguous(), wc = weight.contiguous();
   const T* gy = gyc.const_data_ptr<T>();
   const T* w = wc.const_data_ptr<T>();
-  gx = at::zeros({s.N, s.C, s.H, s.W}, gy_any.options());
+  gx = zeros_pooled({s.N, s.C, s.H, s.W}, gy_any.options());
   T* out = gx.mutable_data_ptr<T>();
   const int64_t Cg = s.C_per_group(), Kg = s.K_per_group();
   at::parallel_for(0, s.N * s.C, grain_for(s.P * s.Q * Kg * s.R * s.S), [&](int64_t begin, int64_t end) {
@@ -724,7 +725,7 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
   const int64_t kb_max = Kg >= 6 && Kg % 6 == 0 && Kg % 4 != 0 ? 6 : std::min<int64_t>(Kg, 4);
 
   const int64_t nch = reduction_chunks(s.N, s.flops() / 2);
-  at::Tensor part = at::empty({nch, s.K * items}, gy.options());
+  at::Tensor part = empty_pooled({nch, s.K * items}, gy.options());
   const T* x = input.const_data_ptr<T>();
   const T* g = gy.const_data_ptr<T>();
   T* partial = part.mutable_data_ptr<T>();
@@ -831,7 +832,7 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
   const int64_t band = std::max<int64_t>(1, 128 / s.Q);
   // Each task accumulates into its own slice, in tile order [item][kbs * NR lanes].
   const int64_t slice = items * kbs * NR;
-  at::Tensor part = at::empty({nch * G * supers * slice}, gy.options());
+  at::Tensor part = empty_pooled({nch * G * supers * slice}, gy.options());
   const T* x = xb.const_data_ptr<T>();
   const T* g = gyb.const_data_ptr<T>();
   T* partial = part.mutable_data_ptr<T>();
@@ -935,21 +936,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
                                                               int64_t groups, std::array<bool, 3> output_mask) {
   const ConvShape s = check_conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups);
   // Gradients nobody asked for come back as empty tensors and cost nothing.
-  at::Tensor grad_input = at::empty({0}, input.options());
-  at::Tensor grad_weight = at::empty({0}, input.options());
-  at::Tensor grad_bias = at::empty({0}, input.options());
+  at::Tensor grad_input = empty_pooled({0}, input.options());
+  at::Tensor grad_weight = empty_pooled({0}, input.options());
+  at::Tensor grad_bias = empty_pooled({0}, input.options());
   const bool empty_gy = grad_output.numel() == 0;
 
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_cpu", [&] {
     if (output_mask[0]) {
       if (input.numel() == 0) {
-        grad_input = at::empty(input.sizes(), input.options());
+        grad_input = empty_pooled(input.sizes(), input.options());
       } else if (empty_gy) {
-        grad_input = at::zeros(input.sizes(), input.options());
+        grad_input = zeros_pooled(input.sizes(), input.options());
       } else if (!all_finite<scalar_t>(weight)) {
         backward_input_exact<scalar_t>(grad_output, weight, s, grad_input);
       } else if (winograd_suits(s) && all_finite<scalar_t>(grad_output)) {
-        grad_input = at::empty(input.sizes(), input.options().memory_format(input.suggest_memory_format()));
+        grad_input = empty_pooled(input.sizes(), input.options().memory_format(input.suggest_memory_format()));
         winograd_backward_input(grad_output, weight, s, grad_input);
       } else if (use_wide<scalar_t>(s.C_per_group())) {
         backward_input_wide<scalar_t>(grad_output, weight, s, input.suggest_memory_format(), grad_input);
@@ -960,9 +961,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
     }
     if (output_mask[1]) {
       if (empty_gy || weight.numel() == 0) {
-        grad_weight = at::zeros(weight.sizes(), weight.options());
+        grad_weight = zeros_pooled(weight.sizes(), weight.options());
       } else {
-        grad_weight = at::empty(weight.sizes(), weight.options());
+        grad_weight = empty_pooled(weight.sizes(), weight.options());
         if (!all_finite<scalar_t>(grad_output) || !all_finite<scalar_t>(input))
           backward_weight_exact<scalar_t>(grad_output, input, s, grad_weight);
         else if (winograd_suits(s))
@@ -975,7 +976,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
       grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
     }
     if (output_mask[2]) {
-      grad_bias = at::zeros({s.K}, input.options());
+      grad_bias = zeros_pooled({s.K}, input.options());
       if (!empty_gy) backward_bias<scalar_t>(grad_output, s, grad_bias);
     }
   });

@@ -19,7 +19,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 
 #include "common.h"
 
@@ -48,7 +47,7 @@ template <typename T>
 at::Tensor transform_weights(int64_t Kout, int64_t Cred, const WeightView<T>& w, const Blocks& blk,
                              const at::TensorOptions& options) {
   const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR), Ctot = blk.count() * Cred;
-  at::Tensor packed = at::empty({KB * kXi * Ctot * NR}, options);
+  at::Tensor packed = empty_pooled({KB * kXi * Ctot * NR}, options);
   T* base = packed.mutable_data_ptr<T>();
   std::vector<int64_t> taps(blk.count() * 9);
   for (int64_t b = 0; b < blk.count(); ++b)
@@ -134,8 +133,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
   const T* const ub = U.const_data_ptr<T>();
 
   at::parallel_for(0, chunks * kparts, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<T[]> V(new T[kXi * max_tiles * Ctot]), M(new T[kXi * block * LANES]),
-        stage(new T[4 * max_tiles * LANES]);
+    const Scratch<T> V(kXi * max_tiles * Ctot), M(kXi * block * LANES), stage(4 * max_tiles * LANES);
     int64_t cached = -1;
     WideTile<T> a;
     a.pix_in = pix.data();
@@ -155,7 +153,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
       const int64_t p0 = 2 * tr0, q0 = 2 * tc0, prows = std::min(2 * trows, P - p0), pcols = std::min(2 * tcols, Q - q0);
       const int64_t v_xi = max_tiles * Ctot;
       if (chunk != cached) {
-        transform_patches(x + n * in.in_n + p0 * in.in_row + q0 * in.in_col, in, Cred, blk, ntiles, tcols, V.get(), v_xi);
+        transform_patches(x + n * in.in_n + p0 * in.in_row + q0 * in.in_col, in, Cred, blk, ntiles, tcols, V.data(), v_xi);
         cached = chunk;
       }
       for (int64_t kg = kp * kpt; kg < std::min(KT, (kp + 1) * kpt); ++kg) {
@@ -166,27 +164,27 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
         for (int64_t t0 = 0; t0 < ntiles; t0 += block) {
           a.npix = std::min(block, ntiles - t0);
           for (int64_t xi = 0; xi < kXi; ++xi) {
-            T* m = M.get() + xi * block * lanes;
+            T* m = M.data() + xi * block * lanes;
             for (int64_t c0 = 0; c0 < Ctot; c0 += Cb) {
               a.C = std::min(Cb, Ctot - c0);
-              a.in = V.get() + xi * v_xi + t0 * Ctot + c0;
+              a.in = V.data() + xi * v_xi + t0 * Ctot + c0;
               a.w = ub + (kb * kXi + xi) * Ctot * NR + c0 * NR;
               a.acc_in = c0 > 0 ? m : nullptr;
               a.acc_out = m;
               kt.wide_tile(a);
             }
           }
-          WinoOutput<T> wo{M.get(), block * lanes, lanes, t0, a.npix, tcols, bias ? bpack.data() + kb * NR : nullptr,
-                           stage.get(), pcols, prows, pcols};
+          WinoOutput<T> wo{M.data(), block * lanes, lanes, t0, a.npix, tcols, bias ? bpack.data() + kb * NR : nullptr,
+                           stage.data(), pcols, prows, pcols};
           kt.wino_output(wo);
         }
         T* out = yout + n * yn + kb * NR * yk + p0 * yrow + q0 * ycol;
         if (yk == 1) {  // channels-last: rows of lanes
           for (int64_t i = 0; i < prows; ++i)
             for (int64_t j = 0; j < pcols; ++j)
-              std::memcpy(out + i * yrow + j * ycol, stage.get() + (i * pcols + j) * lanes, sizeof(T) * a.nr_valid);
+              std::memcpy(out + i * yrow + j * ycol, stage.data() + (i * pcols + j) * lanes, sizeof(T) * a.nr_valid);
         } else if (ycol == 1) {  // planar
-          Transpose<T> tr{stage.get(), lanes, prows * pcols, pcols, a.nr_valid, out, yrow, yk};
+          Transpose<T> tr{stage.data(), lanes, prows * pcols, pcols, a.nr_valid, out, yrow, yk};
           kt.transpose(tr);
         } else {  // one phase of a dilated layer's planar output
           for (int64_t l = 0; l < a.nr_valid; ++l)
@@ -243,11 +241,12 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
   const int64_t groups = std::min(chunks, ceil_div(8, kparts));
   const int64_t max_tiles = rows_per * tpr, slice = kXi * Ctot * kpt_lanes;
   // Group 0 adds straight into du; the others into partial sums added after it.
-  std::vector<T> partial((groups - 1) * kparts * slice, T(0));
+  const Scratch<T> partial((groups - 1) * kparts * slice);
+  std::fill(partial.data(), partial.data() + (groups - 1) * kparts * slice, T(0));
   std::vector<int64_t> item(MR);
   for (int64_t j = 0; j < MR; ++j) item[j] = j;
   at::parallel_for(0, groups * kparts, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<T[]> V(new T[kXi * max_tiles * Ctot]), Z(new T[kXi * max_tiles * kpt_lanes]);
+    const Scratch<T> V(kXi * max_tiles * Ctot), Z(kXi * max_tiles * kpt_lanes);
     WideWgrad<T> a;
     a.item_off = item.data();
     a.tiles = kt.tiles;
@@ -264,17 +263,17 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
                       tc0 = chunk % col_chunks * tpr;
         const int64_t tcols = std::min(tpr, TQ - tc0), ntiles = std::min(rows_per, TP - tr0) * tcols;
         transform_patches(x + n * in.in_n + 2 * tr0 * in.in_row + 2 * tc0 * in.in_col, in, Cred, blk, ntiles, tcols,
-                          V.get(), max_tiles * Ctot);
+                          V.data(), max_tiles * Ctot);
         WinoInput<T> wg{g + n * gy_n + 2 * tr0 * gy_row + 2 * tc0 * gy_col + kp * kpt_lanes, gy_row, gy_col, kpt_lanes,
-                        ntiles, tcols, Z.get(), max_tiles * kpt_lanes, kpt_lanes};
+                        ntiles, tcols, Z.data(), max_tiles * kpt_lanes, kpt_lanes};
         kt.wino_gy(wg);
         a.cols = ntiles;
         for (int64_t xi = 0; xi < kXi; ++xi)
           for (int64_t k0 = 0; k0 < kpt_lanes; k0 += lanes)
             for (int64_t c0 = 0; c0 < Ctot; c0 += MR) {
-              a.x = V.get() + xi * max_tiles * Ctot + c0;
+              a.x = V.data() + xi * max_tiles * Ctot + c0;
               a.m = std::min(MR, Ctot - c0);
-              a.gy = Z.get() + xi * max_tiles * kpt_lanes + k0;
+              a.gy = Z.data() + xi * max_tiles * kpt_lanes + k0;
               a.acc = acc + (xi * Ctot + c0) * kpt_lanes + k0;
               kt.wide_wgrad(a);
             }
@@ -314,7 +313,9 @@ void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvSha
   const int64_t tiles = s.N * ceil_div(s.P, 2) * ceil_div(s.Q, 2);
   const int64_t kparts = std::min(KT, std::max<int64_t>(1, ceil_div(8 * 64, tiles)));
   const int64_t kpt_lanes = ceil_div(KT, kparts) * lanes, Kbuf = kparts * kpt_lanes;
-  std::vector<T> du(kparts * kXi * Ctot * kpt_lanes, T(0));
+  const int64_t du_size = kparts * kXi * Ctot * kpt_lanes;
+  const Scratch<T> du(du_size);
+  std::fill(du.data(), du.data() + du_size, T(0));
   const int64_t H = s.H, W = s.W, P = s.P, Q = s.Q, dh = s.dil_h, dw = s.dil_w;
   for (int64_t a = 0; a < std::min(dh, P); ++a)
     for (int64_t b = 0; b < std::min(dw, Q); ++b) {
@@ -324,7 +325,7 @@ void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvSha
                               gy.slice(2, a, P, dh).slice(3, b, Q, dw), blk, s.C, kparts, kpt_lanes, du.data());
     }
   // One block (3 x 3): [block, c][3 x 3] is already [c][R x S].
-  std::vector<T> taps_k(s.C * RS * Kbuf), blocks(blk.count() > 1 ? Ctot * 9 * Kbuf : 0);
+  const Scratch<T> taps_k(s.C * RS * Kbuf), blocks(blk.count() > 1 ? Ctot * 9 * Kbuf : 0);
   T* const block_taps = blk.count() > 1 ? blocks.data() : taps_k.data();
   at::parallel_for(0, kparts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t kp = begin; kp < end; ++kp) {
