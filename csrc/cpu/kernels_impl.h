@@ -63,7 +63,8 @@ inline void storeu(T* p, V<T, Bytes> v) {
 
 template <typename T, int Bytes = kVecBytes>
 inline V<T, Bytes> splat(T x) {
-  return V<T, Bytes>{} + x;
+  // x - 0 is x for every x (0 + x is not, for x = -0): a plain broadcast, no add.
+  return x - V<T, Bytes>{};
 }
 
 // Lanes summed in index order: a fixed order, so results never depend on the caller.
