@@ -40,6 +40,18 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Floor division for possibly negative numerators (b > 0).
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
+// A stride of at least n elements for rows (pixels, planes, tiles) that a
+// kernel walks one after another: rows of 512 bytes or more get an odd
+// number of cache lines, so they fall into different L1 sets (a stride of a
+// power-of-two number of lines puts every row into the same few sets).
+template <typename T>
+int64_t conflict_free_stride(int64_t n) {
+  constexpr int64_t line = 64 / int64_t(sizeof(T));
+  if (n * int64_t(sizeof(T)) < 512) return n;
+  const int64_t lines = ceil_div(n, line);
+  return (lines % 2 == 0 ? lines + 1 : lines) * line;
+}
+
 // A pass runs the wide kernels when its vector dimension (output channels
 // for forward and grad_weight, input channels for grad_input) fills at least
 // half of a wide tile's lanes.
@@ -116,23 +128,25 @@ void for_each_weight_tile(int64_t G, int64_t Kout, int64_t Cred, const WeightVie
 
 // x (N, G*Cg, H, W) as (N, rows, cols, G, Cpad): channels-last with each
 // group's channels zero-padded to Cpad lanes, the image at (top, left),
-// zeros around it, and what lies past rows x cols left out.
+// zeros around it, and what lies past rows x cols left out. Pixels lie
+// conflict_free_stride(G * Cpad) apart: callers read the strides.
 template <typename T>
 at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad, int64_t top = 0, int64_t left = 0,
                                 int64_t rows = -1, int64_t cols = -1) {
   const int64_t N = x_any.size(0), C = x_any.size(1), H = x_any.size(2), W = x_any.size(3), Cg = C / G;
   if (rows < 0) rows = H;
   if (cols < 0) cols = W;
-  const int64_t Co = G * Cpad;
+  const int64_t Co = G * Cpad, Cs = conflict_free_stride<T>(Co);
   const int64_t Hc = std::max<int64_t>(0, std::min(H, rows - top)), Wc = std::max<int64_t>(0, std::min(W, cols - left));
   if (Cpad == Cg && x_any.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
-    if (top == 0 && left == 0 && rows == H && cols == W) return x_any.permute({0, 2, 3, 1}).contiguous();
-    at::Tensor out = zeros_pooled({N, rows, cols, Co}, x_any.options());
+    const bool whole = top == 0 && left == 0 && rows == H && cols == W;
+    at::Tensor out = (whole ? empty_pooled({N, rows, cols, Cs}, x_any.options())
+                            : zeros_pooled({N, rows, cols, Cs}, x_any.options())).narrow(3, 0, Co);
     out.narrow(1, top, Hc).narrow(2, left, Wc).copy_(x_any.narrow(2, 0, Hc).narrow(3, 0, Wc).permute({0, 2, 3, 1}));
     return out;
   }
   const at::Tensor x = x_any.contiguous();
-  at::Tensor out = empty_pooled({N, rows, cols, Co}, x.options());
+  at::Tensor out = empty_pooled({N, rows, cols, Cs}, x.options()).narrow(3, 0, Co);
   const T* src = x.const_data_ptr<T>();
   T* dst = out.mutable_data_ptr<T>();
   const KernelsT<T>& kt = kern<T>();
@@ -142,22 +156,22 @@ at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad
     t.n = t.cols = Cg;
     t.m = Wc;
     t.out_row = 0;
-    t.out_lane = Co;
+    t.out_lane = Cs;
     for (int64_t nr = begin; nr < end; ++nr) {
       const int64_t n = nr / rows, h = nr % rows - top;
-      T* row = dst + nr * cols * Co;
+      T* row = dst + nr * cols * Cs;
       if (h < 0 || h >= Hc) {
-        std::fill(row, row + cols * Co, T(0));
+        std::fill(row, row + cols * Cs, T(0));
         continue;
       }
-      std::fill(row, row + left * Co, T(0));
-      std::fill(row + (left + Wc) * Co, row + cols * Co, T(0));
+      std::fill(row, row + left * Cs, T(0));
+      std::fill(row + (left + Wc) * Cs, row + cols * Cs, T(0));
       for (int64_t g = 0; g < G; ++g) {
         t.in = src + ((n * C + g * Cg) * H + h) * W;
-        t.out = row + left * Co + g * Cpad;
+        t.out = row + left * Cs + g * Cpad;
         kt.transpose(t);
         for (int64_t c = Cg; c < Cpad; ++c)
-          for (int64_t q = 0; q < Wc; ++q) row[(left + q) * Co + g * Cpad + c] = T(0);
+          for (int64_t q = 0; q < Wc; ++q) row[(left + q) * Cs + g * Cpad + c] = T(0);
       }
     }
   });

@@ -156,9 +156,7 @@ at::Tensor pack_planes(const at::Tensor& src_any, PlaneLayout& lay) {
   const at::Tensor src = src_any.contiguous();
   const int64_t NC = src.size(0) * src.size(1), H = src.size(2), W = src.size(3);
   lay.data_rows = H;
-  // Planes a multiple of 4 KiB apart would share L1 sets: the stride gets an odd number of cache lines.
-  int64_t stride = round_up(lay.plane(), 64 / int64_t(sizeof(T)));
-  if ((stride * int64_t(sizeof(T)) / 64) % 2 == 0) stride += 64 / int64_t(sizeof(T));
+  const int64_t stride = conflict_free_stride<T>(lay.plane());
   at::Tensor buf = empty_pooled({NC, stride}, src.options()).narrow(1, 0, lay.plane());
   const T* s = src.const_data_ptr<T>();
   T* d = buf.mutable_data_ptr<T>();
@@ -814,7 +812,7 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
   const KernelsT<T>& kt = kern<T>();
   const int64_t NR = kt.nr, MR = kt.mr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
   const int64_t RS = s.R * s.S, items = Cg * RS;
-  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR, Ko = G * Kpad;
+  const int64_t Kpad = round_up(Kg, NR), KB = Kpad / NR;
   // The input as it is (plus padding): the kernel broadcasts scalars, so any layout and stride works.
   const at::Tensor xb = padded_input<T>(input, s.pad_h, s.pad_w);
   const int64_t xn = xb.stride(0), xc = xb.stride(1), xh = xb.stride(2), xw = xb.stride(3);
@@ -841,8 +839,8 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
     a.cols = s.Q;
     a.x_row = s.stride_h * xh;
     a.x_col = s.stride_w * xw;
-    a.gy_row = s.Q * Ko;
-    a.gy_col = Ko;
+    a.gy_row = gyb.stride(1);
+    a.gy_col = gyb.stride(2);
     a.acc_item = kbs * NR;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t ch = task / (G * supers), gi = task / supers % G, kb0 = task % supers * kbs;
@@ -860,7 +858,7 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
         // the input band streams from L2 in order.
         for (int64_t kb = kb0; kb < kb1; kb += a.tiles) {
           a.tiles = std::min<int64_t>(kt.tiles, kb1 - kb);
-          a.gy = g + (n * s.P + p) * s.Q * Ko + gi * Kpad + kb * NR;
+          a.gy = g + n * gyb.stride(0) + p * a.gy_row + gi * Kpad + kb * NR;
           for (int64_t j = 0; j < items; j += MR) {
             a.item_off = item_off.data() + j;
             a.m = std::min(MR, items - j);

@@ -74,17 +74,18 @@ struct TileInput {
 template <typename T>
 TileInput tile_input(const at::Tensor& src, int64_t top, int64_t left, int64_t TP, int64_t TQ, const Blocks& blk) {
   const int64_t C = src.size(1), rows = 2 * TP + 2 + blk.row(blk.count() - 1), cols = 2 * TQ + 2 + blk.col(blk.count() - 1);
-  return {channels_last_padded<T>(src, 1, C, top, left, rows, cols), C, cols * C, rows * cols * C};
+  const at::Tensor buf = channels_last_padded<T>(src, 1, C, top, left, rows, cols);
+  return {buf, buf.stride(2), buf.stride(1), buf.stride(0)};
 }
 
 // Transformed patches of `ntiles` tiles (tiles_per_row per row) starting at x,
-// for every block: v[xi * v_xi + t * (blocks * C) + b * C + c].
+// for every block: v[xi * v_xi + t * v_tile + b * C + c], v_tile >= blocks * C.
 template <typename T>
 void transform_patches(const T* x, const TileInput& in, int64_t C, const Blocks& blk, int64_t ntiles,
-                       int64_t tiles_per_row, T* v, int64_t v_xi) {
+                       int64_t tiles_per_row, T* v, int64_t v_xi, int64_t v_tile) {
   for (int64_t b = 0; b < blk.count(); ++b) {
     WinoInput<T> wi{x + blk.row(b) * in.in_row + blk.col(b) * in.in_col, in.in_row, in.in_col, C, ntiles,
-                    tiles_per_row, v + b * C, v_xi, blk.count() * C};
+                    tiles_per_row, v + b * C, v_xi, v_tile};
     kern<T>().wino_input(wi);
   }
 }
@@ -97,6 +98,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
                    int64_t Cred, int64_t Kout, const T* bias, at::Tensor& y) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t N = src.size(0), P = y.size(2), Q = y.size(3), Ctot = blk.count() * Cred;
+  const int64_t Cv = conflict_free_stride<T>(Ctot);  // tile stride of the transformed patches
   const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2);
   // Tiles at the bottom and right edges may read past the padded input: the
   // buffer has zeros there.
@@ -126,14 +128,14 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
   const int64_t Cb = ceil_div(Ctot, ceil_div(Ctot, std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * NR))));
   const int64_t max_tiles = rows_per * tpr;
   std::vector<int64_t> pix(block);
-  for (int64_t j = 0; j < block; ++j) pix[j] = j * Ctot;
+  for (int64_t j = 0; j < block; ++j) pix[j] = j * Cv;
   const int64_t zero_tap = 0;
   const int64_t yn = y.stride(0), yk = y.stride(1), yrow = y.stride(2), ycol = y.stride(3);
   T* const yout = y.mutable_data_ptr<T>();
   const T* const ub = U.const_data_ptr<T>();
 
   at::parallel_for(0, chunks * kparts, 1, [&](int64_t begin, int64_t end) {
-    const Scratch<T> V(kXi * max_tiles * Ctot), M(kXi * block * LANES), stage(4 * max_tiles * LANES);
+    const Scratch<T> V(kXi * max_tiles * Cv), M(kXi * block * LANES), stage(4 * max_tiles * LANES);
     int64_t cached = -1;
     WideTile<T> a;
     a.pix_in = pix.data();
@@ -151,9 +153,10 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
                     tc0 = chunk % col_chunks * tpr;
       const int64_t trows = std::min(rows_per, TP - tr0), tcols = std::min(tpr, TQ - tc0), ntiles = trows * tcols;
       const int64_t p0 = 2 * tr0, q0 = 2 * tc0, prows = std::min(2 * trows, P - p0), pcols = std::min(2 * tcols, Q - q0);
-      const int64_t v_xi = max_tiles * Ctot;
+      const int64_t v_xi = max_tiles * Cv;
       if (chunk != cached) {
-        transform_patches(x + n * in.in_n + p0 * in.in_row + q0 * in.in_col, in, Cred, blk, ntiles, tcols, V.data(), v_xi);
+        transform_patches(x + n * in.in_n + p0 * in.in_row + q0 * in.in_col, in, Cred, blk, ntiles, tcols, V.data(), v_xi,
+                          Cv);
         cached = chunk;
       }
       for (int64_t kg = kp * kpt; kg < std::min(KT, (kp + 1) * kpt); ++kg) {
@@ -167,7 +170,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
             T* m = M.data() + xi * block * lanes;
             for (int64_t c0 = 0; c0 < Ctot; c0 += Cb) {
               a.C = std::min(Cb, Ctot - c0);
-              a.in = V.data() + xi * v_xi + t0 * Ctot + c0;
+              a.in = V.data() + xi * v_xi + t0 * Cv + c0;
               a.w = ub + (kb * kXi + xi) * Ctot * NR + c0 * NR;
               a.acc_in = c0 > 0 ? m : nullptr;
               a.acc_out = m;
@@ -228,7 +231,7 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
   const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk);
   // grad_output channels-last, zero up to even sizes and Kbuf channels.
   const at::Tensor gyb = channels_last_padded<T>(gy, 1, Kbuf, 0, 0, 2 * TP, 2 * TQ);
-  const int64_t gy_col = Kbuf, gy_row = 2 * TQ * gy_col, gy_n = 2 * TP * gy_row;
+  const int64_t gy_col = gyb.stride(2), gy_row = gyb.stride(1), gy_n = gyb.stride(0);
   const T* x = in.buf.const_data_ptr<T>();
   const T* g = gyb.const_data_ptr<T>();
 
@@ -240,20 +243,21 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
   const int64_t rows_per = ceil_div(TP, row_units), chunks = N * row_units * col_chunks;
   const int64_t groups = std::min(chunks, ceil_div(8, kparts));
   const int64_t max_tiles = rows_per * tpr, slice = kXi * Ctot * kpt_lanes;
+  const int64_t Cv = conflict_free_stride<T>(Ctot), Zs = conflict_free_stride<T>(kpt_lanes);  // tile strides
   // Group 0 adds straight into du; the others into partial sums added after it.
   const Scratch<T> partial((groups - 1) * kparts * slice);
   std::fill(partial.data(), partial.data() + (groups - 1) * kparts * slice, T(0));
   std::vector<int64_t> item(MR);
   for (int64_t j = 0; j < MR; ++j) item[j] = j;
   at::parallel_for(0, groups * kparts, 1, [&](int64_t begin, int64_t end) {
-    const Scratch<T> V(kXi * max_tiles * Ctot), Z(kXi * max_tiles * kpt_lanes);
+    const Scratch<T> V(kXi * max_tiles * Cv), Z(kXi * max_tiles * Zs);
     WideWgrad<T> a;
     a.item_off = item.data();
     a.tiles = kt.tiles;
     a.rows = 1;
     a.x_row = a.gy_row = 0;
-    a.x_col = Ctot;
-    a.gy_col = kpt_lanes;
+    a.x_col = Cv;
+    a.gy_col = Zs;
     a.acc_item = kpt_lanes;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t grp = task / kparts, kp = task % kparts;
@@ -263,17 +267,17 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
                       tc0 = chunk % col_chunks * tpr;
         const int64_t tcols = std::min(tpr, TQ - tc0), ntiles = std::min(rows_per, TP - tr0) * tcols;
         transform_patches(x + n * in.in_n + 2 * tr0 * in.in_row + 2 * tc0 * in.in_col, in, Cred, blk, ntiles, tcols,
-                          V.data(), max_tiles * Ctot);
+                          V.data(), max_tiles * Cv, Cv);
         WinoInput<T> wg{g + n * gy_n + 2 * tr0 * gy_row + 2 * tc0 * gy_col + kp * kpt_lanes, gy_row, gy_col, kpt_lanes,
-                        ntiles, tcols, Z.data(), max_tiles * kpt_lanes, kpt_lanes};
+                        ntiles, tcols, Z.data(), max_tiles * Zs, Zs};
         kt.wino_gy(wg);
         a.cols = ntiles;
         for (int64_t xi = 0; xi < kXi; ++xi)
           for (int64_t k0 = 0; k0 < kpt_lanes; k0 += lanes)
             for (int64_t c0 = 0; c0 < Ctot; c0 += MR) {
-              a.x = V.data() + xi * max_tiles * Ctot + c0;
+              a.x = V.data() + xi * max_tiles * Cv + c0;
               a.m = std::min(MR, Ctot - c0);
-              a.gy = Z.data() + xi * max_tiles * kpt_lanes + k0;
+              a.gy = Z.data() + xi * max_tiles * Zs + k0;
               a.acc = acc + (xi * Ctot + c0) * kpt_lanes + k0;
               kt.wide_wgrad(a);
             }
