@@ -101,10 +101,15 @@ FIXED = [
 ]
 
 
+@pytest.mark.parametrize("winograd", ["by-speed", "wherever-it-applies"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("idx", range(len(FIXED)))
-def test_fixed_shapes(idx, layout, dtype):
+def test_fixed_shapes(idx, layout, dtype, winograd, monkeypatch):
+    # The speed rule sends small layers to the direct kernels; forcing
+    # Winograd covers its every pass and edge case on the same shapes.
+    if winograd == "wherever-it-applies":
+        monkeypatch.setenv("CONVKIT_WINOGRAD", "1")
     check(dict(FIXED[idx], bias=True, layout=layout, dtype=dtype), seed=idx)
 
 
@@ -123,6 +128,7 @@ def test_winograd_agrees_with_direct_kernels(layout, monkeypatch):
         y = ops.conv2d(x, w, b, [1, 1], [1, 1], [1, 1], 1)
         return (y, *ops.conv2d_backward(go, x, w, [1, 1], [1, 1], [1, 1], 1, [True, True, False])[:2])
 
+    monkeypatch.setenv("CONVKIT_WINOGRAD", "1")
     winograd = run()
     monkeypatch.setenv("CONVKIT_WINOGRAD", "0")
     direct = run()

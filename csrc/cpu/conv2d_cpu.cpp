@@ -473,7 +473,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std:
   if (y.numel() == 0) return y;
   const at::Tensor bias = bias_opt.has_value() && bias_opt->defined() ? bias_opt->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_cpu", [&] {
-    if (winograd_suits(s) && all_finite<scalar_t>(input) && all_finite<scalar_t>(weight))
+    if (winograd_suits(s, WinogradPass::forward) && all_finite<scalar_t>(input) && all_finite<scalar_t>(weight))
       winograd_forward(input, weight, bias, s, y);
     else if (use_wide<scalar_t>(s.K_per_group()))
       forward_wide<scalar_t>(input, weight, bias, s, y);
@@ -947,7 +947,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_input = zeros_pooled(input.sizes(), input.options());
       } else if (!all_finite<scalar_t>(weight)) {
         backward_input_exact<scalar_t>(grad_output, weight, s, grad_input);
-      } else if (winograd_suits(s) && all_finite<scalar_t>(grad_output)) {
+      } else if (winograd_suits(s, WinogradPass::grad_input) && all_finite<scalar_t>(grad_output)) {
         grad_input = empty_pooled(input.sizes(), input.options().memory_format(input.suggest_memory_format()));
         winograd_backward_input(grad_output, weight, s, grad_input);
       } else if (use_wide<scalar_t>(s.C_per_group())) {
@@ -964,7 +964,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_weight = empty_pooled(weight.sizes(), weight.options());
         if (!all_finite<scalar_t>(grad_output) || !all_finite<scalar_t>(input))
           backward_weight_exact<scalar_t>(grad_output, input, s, grad_weight);
-        else if (winograd_suits(s))
+        else if (winograd_suits(s, WinogradPass::grad_weight))
           winograd_backward_weight(grad_output, input, s, grad_weight);
         else if (use_wide<scalar_t>(s.K_per_group()))
           backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);

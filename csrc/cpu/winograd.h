@@ -8,13 +8,16 @@
 namespace convkit {
 namespace cpu {
 
-// Whether the layer's shape suits the Winograd path (3x3, stride 1, one
-// group, padding <= 2 x dilation, enough channels to amortize the
-// transforms; dilated layers run as one undilated pass per output phase).
-// Callers also require finite values: the transforms subtract neighbours,
-// so an Inf would turn into NaN where the direct sum keeps it.
-// CONVKIT_WINOGRAD=0 turns the path off.
-bool winograd_suits(const ConvShape& s);
+enum class WinogradPass { forward, grad_input, grad_weight };
+
+// Whether the Winograd path is the faster one for this pass of the layer
+// (3x3 or 5x5, stride 1, one group, padding <= kernel - 1, and sizes where it
+// beat the direct kernels; the passes below also take dilated layers, as one
+// undilated pass per output phase). Callers also require finite values: the
+// transforms subtract neighbours, so an Inf would turn into NaN where the
+// direct sum keeps it. CONVKIT_WINOGRAD=0 turns the path off, =1 takes it
+// wherever the geometry allows.
+bool winograd_suits(const ConvShape& s, WinogradPass pass);
 
 // y = input * weight (+ bias); y is (N, K, P, Q), allocated by the caller in any layout.
 void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
