@@ -15,6 +15,8 @@ def _conv(x, w, **kw):
     return convkit.conv2d(x, w, None, **kw)
 
 
+@pytest.mark.skipif(os.environ.get("CONVKIT_SANITIZED") == "1",
+                    reason="sanitizer builds return every block to the system, so each use after free is seen")
 def test_freed_output_block_is_reused():
     x, w = torch.randn(2, 8, 64, 64), torch.randn(16, 8, 3, 3)  # 512 KiB output: pooled
     y = _conv(x, w, padding=1)
