@@ -20,12 +20,13 @@ def _check_tensor(value, name, like):
 
 
 def _plain_call(a, b):
-    """Whether an op call on tensors a and b needs no autograd graph and runs
-    under no tracer, transform or tensor subclass: then the op's Python
-    autograd kernel (a pass-through for such calls, but most of a small
-    call's time) can be skipped."""
-    return ((not torch.is_grad_enabled() or not (a.requires_grad or b.requires_grad))
-            and type(a) is torch.Tensor and type(b) is torch.Tensor
+    """Whether an op call on tensors a and b of one device needs no autograd
+    graph and runs under no tracer, transform or tensor subclass: then the
+    op's Python autograd kernel (a pass-through for such calls, but most of a
+    small call's time) can be skipped, and the kernel's own checks cover the rest."""
+    return (type(a) is torch.Tensor and type(b) is torch.Tensor
+            and (not torch.is_grad_enabled() or not (a.requires_grad or b.requires_grad))
+            and a.device == b.device
             and not torch.compiler.is_compiling()
             and not torch._C._are_functorch_transforms_active())
 
@@ -33,11 +34,11 @@ def _plain_call(a, b):
 def corr2d(X, K):
     """The textbook 2-D cross-correlation of a 2-D input X with a 2-D kernel K:
     Y[i, j] = (X[i:i+h, j:j+w] * K).sum(), output (H-h+1, W-w+1)."""
-    _check_tensor(X, "X", None)
-    _check_tensor(K, "K", X)
     if _plain_call(X, K):
         with torch._C._AutoDispatchBelowAutograd():
             return ops.corr2d(X, K)
+    _check_tensor(X, "X", None)
+    _check_tensor(K, "K", X)
     return ops.corr2d(X, K)
 
 

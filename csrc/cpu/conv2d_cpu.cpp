@@ -188,6 +188,7 @@ PlaneLayout input_plane_layout(const ConvShape& s, int64_t span) {
 template <typename T>
 at::Tensor padded_input(const at::Tensor& x, int64_t ph, int64_t pw) {
   if (x.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
+    if (ph == 0 && pw == 0 && x.is_contiguous(at::MemoryFormat::ChannelsLast)) return x;
     return padded_nhwc(x, ph, pw).permute({0, 3, 1, 2});
   }
   if (ph == 0 && pw == 0) return x.contiguous();
@@ -468,10 +469,11 @@ void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::
 }
 
 // A 1 x 1 layer with stride reads only every stride-th pixel: it is the
-// stride-1 layer on those pixels, copied together so the kernels read them
-// densely. (It paid from 128 channels on: below, the strided reads stay in cache.)
+// stride-1 layer on those pixels, copied together (channels-last, the layout
+// the wide kernels read best) so the kernels read them densely. (It paid from
+// 128 channels on: below, the strided reads stay in cache.)
 at::Tensor subsampled(const at::Tensor& input, const ConvShape& s) {
-  at::Tensor dense = empty_pooled({s.N, s.C, s.P, s.Q}, input.options().memory_format(input.suggest_memory_format()));
+  at::Tensor dense = empty_pooled({s.N, s.C, s.P, s.Q}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
   return dense.copy_(input.slice(2, 0, s.H, s.stride_h).slice(3, 0, s.W, s.stride_w).narrow(2, 0, s.P).narrow(3, 0, s.Q));
 }
 
@@ -940,10 +942,46 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::
   return forward(input, weight, bias, s, format).contiguous(format);
 }
 
-at::Tensor corr2d(const at::Tensor& x, const at::Tensor& k) {
-  const ConvShape s = check_corr2d(x, k);
-  return forward(x.view({1, 1, s.H, s.W}), k.view({1, 1, s.R, s.S}), std::nullopt, s, at::MemoryFormat::Contiguous)
-      .reshape({s.P, s.Q});
+// One plane (the conv layer's plane path runs a plane per task as well), on
+// raw buffers: at this size views, packed weight tables and tasks would cost
+// more than the arithmetic.
+template <typename T>
+void corr2d_plane(const T* x, const T* k, const ConvShape& s, T* y) {
+  PlaneLayout lay = input_plane_layout<T>(s, plane_span(s.Q, kern<T>().lanes, 1));
+  std::vector<T> in(lay.plane());
+  pack_plane(x, s.H, s.W, lay, in.data());
+  const int64_t taps = s.R * s.S;
+  std::vector<T> w(taps * kPlaneKB, T(0));
+  std::vector<int64_t> off(taps);
+  for (int64_t r = 0; r < s.R; ++r)
+    for (int64_t t = 0; t < s.S; ++t) {
+      w[(r * s.S + t) * kPlaneKB] = k[r * s.S + t];
+      off[r * s.S + t] = r * lay.width + t;
+    }
+  PlaneRow<T> a;
+  a.in = in.data();
+  a.in_off = off.data();
+  a.n = taps;
+  a.in_row_step = lay.width;
+  a.w = w.data();
+  a.kb = 1;
+  a.out = y;
+  a.out_k = s.P * s.Q;
+  a.out_row = s.Q;
+  a.Q = s.Q;
+  a.rows = s.P;
+  a.bias = nullptr;
+  kern<T>().plane_row(a);
+}
+
+at::Tensor corr2d(const at::Tensor& x_any, const at::Tensor& k_any) {
+  const ConvShape s = check_corr2d(x_any, k_any);
+  const at::Tensor x = x_any.contiguous(), k = k_any.contiguous();
+  at::Tensor y = at::empty({s.P, s.Q}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "convkit_corr2d_cpu", [&] {
+    corr2d_plane<scalar_t>(x.const_data_ptr<scalar_t>(), k.const_data_ptr<scalar_t>(), s, y.mutable_data_ptr<scalar_t>());
+  });
+  return y;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,

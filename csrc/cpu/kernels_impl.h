@@ -417,12 +417,17 @@ inline void transpose(V<double> (&r)[4]) {
 template <typename T>
 void transpose(const Transpose<T>& a) {
   constexpr int L = Vec<T>::L;
-  for (int64_t i0 = 0; i0 < a.n; i0 += a.cols) {
+  // Rows that follow each other in the output are one run: fewer tails.
+  const int64_t cols = a.out_row == a.cols ? a.n : a.cols;
+  for (int64_t i0 = 0; i0 < a.n; i0 += cols) {
     const T* src = a.in + i0 * a.in_item;
     T* dst = a.out + i0 / a.cols * a.out_row;
-    const int64_t n = min64(a.cols, a.n - i0);
-    int64_t q = 0;
-    for (; q + L <= n; q += L) {
+    const int64_t n = min64(cols, a.n - i0);
+    for (int64_t q = 0; q < n; q += L) {
+      if (q + L > n) {
+        if (n < L) break;
+        q = n - L;  // the last block overlaps the one before: same values, no scalar tail
+      }
       int64_t l0 = 0;
       for (; l0 + L <= a.m; l0 += L) {
         V<T> r[L];
@@ -435,7 +440,7 @@ void transpose(const Transpose<T>& a) {
       for (int64_t l = l0; l < a.m; ++l)  // reads stay inside each item's m values
         for (int p = 0; p < L; ++p) dst[l * a.out_lane + q + p] = src[(q + p) * a.in_item + l];
     }
-    for (; q < n; ++q)
+    for (int64_t q = n < L ? 0 : n; q < n; ++q)
       for (int64_t l = 0; l < a.m; ++l) dst[l * a.out_lane + q] = src[q * a.in_item + l];
   }
 }
