@@ -125,6 +125,11 @@ void pack_plane(const T* in, int64_t H, int64_t W, const PlaneLayout& lay, T* pl
   const bool plain = lay.phases == 1 && lay.col_step == 1;
   for (int64_t h = 0; h < H; ++h) {
     const T* src_row = in + h * W;
+    // Reads run 4 KiB ahead, past the plane's end into the next one: tasks
+    // pack a plane, compute from L1, then pack the plane that follows, and
+    // the hardware prefetcher would have stopped meanwhile.
+    const char* ahead = reinterpret_cast<const char*>(src_row) + 4096;
+    for (int64_t b = 0; b < int64_t(sizeof(T)) * W; b += 64) __builtin_prefetch(ahead + b, 0, 3);
     const int64_t row = h * lay.row_step + lay.row0;
     if (plain) {
       std::memcpy(plane + row * lay.width + lay.col0, src_row, sizeof(T) * W);
@@ -923,13 +928,16 @@ void backward_bias(const at::Tensor& gy_any, const ConvShape& s, at::Tensor& gb)
   const T* g = gy.const_data_ptr<T>();
   T* dst = gb.mutable_data_ptr<T>();
   const int64_t plane = s.P * s.Q;
-  at::parallel_for(0, s.K, grain_for(s.N * plane), [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      T total = 0;
-      for (int64_t n = 0; n < s.N; ++n) total += kt.sum(g + (n * s.K + k) * plane, plane);
-      dst[k] = total;
-    }
+  // Plane sums in memory order (one stream per thread), then per channel in image order.
+  std::vector<T> sums(s.N * s.K);
+  at::parallel_for(0, s.N * s.K, grain_for(plane), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) sums[i] = kt.sum(g + i * plane, plane);
   });
+  for (int64_t k = 0; k < s.K; ++k) {
+    T total = 0;
+    for (int64_t n = 0; n < s.N; ++n) total += sums[n * s.K + k];
+    dst[k] = total;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1018,14 +1026,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_weight = zeros_pooled(weight.sizes(), weight.options());
       } else {
         grad_weight = empty_pooled(weight.sizes(), weight.options());
-        if (!all_finite<scalar_t>(grad_output) || !all_finite<scalar_t>(input))
-          backward_weight_exact<scalar_t>(grad_output, input, s, grad_weight);
-        else if (winograd_suits(s, WinogradPass::grad_weight))
+        if (winograd_suits(s, WinogradPass::grad_weight))
           winograd_backward_weight(grad_output, input, s, grad_weight);
         else if (use_wide<scalar_t>(s.K_per_group()))
           backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);
         else
           backward_weight<scalar_t>(grad_output, input, s, grad_weight);
+        // The fast kernels sum every real product and some products with
+        // zeros, so a finite result means every product was finite and the
+        // sums are exact ones. An Inf or NaN operand (or an overflow) shows up
+        // in the small result: recompute that by definition. (Checking the
+        // result costs nothing next to scanning both operands.)
+        if (!all_finite<scalar_t>(grad_weight)) backward_weight_exact<scalar_t>(grad_output, input, s, grad_weight);
       }
       grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
     }
