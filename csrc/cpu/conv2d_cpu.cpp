@@ -482,6 +482,10 @@ at::Tensor subsampled(const at::Tensor& input, const ConvShape& s) {
   return dense.copy_(input.slice(2, 0, s.H, s.stride_h).slice(3, 0, s.W, s.stride_w).narrow(2, 0, s.P).narrow(3, 0, s.Q));
 }
 
+bool reads_subsampled(const ConvShape& s) {
+  return s.R * s.S == 1 && s.pad_h == 0 && s.pad_w == 0 && s.stride_h * s.stride_w > 1 && s.C_per_group() >= 128;
+}
+
 ConvShape unit_stride(ConvShape s) {
   s.H = s.P;
   s.W = s.Q;
@@ -497,8 +501,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std:
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_cpu", [&] {
     if (winograd_suits(s, WinogradPass::forward) && all_finite<scalar_t>(input) && all_finite<scalar_t>(weight))
       winograd_forward(input, weight, bias, s, y);
-    else if (use_wide<scalar_t>(s.K_per_group()) && s.R * s.S == 1 && s.pad_h == 0 && s.pad_w == 0 &&
-             s.stride_h * s.stride_w > 1 && s.C_per_group() >= 128)
+    else if (use_wide<scalar_t>(s.K_per_group()) && reads_subsampled(s))
       forward_wide<scalar_t>(subsampled(input, s), weight, bias, unit_stride(s), y);
     else if (use_wide<scalar_t>(s.K_per_group()))
       forward_wide<scalar_t>(input, weight, bias, s, y);
@@ -723,8 +726,11 @@ void sum_chunk_partials(const T* partial, int64_t chunks, int64_t total, T* out)
   });
 }
 
+// plane_sums (if set) receives the sum of every grad_output plane, [n][k], as
+// backward_bias would compute it: the planes pass through cache here anyway.
 template <typename T>
-void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, const ConvShape& s, at::Tensor& gw) {
+void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, const ConvShape& s, at::Tensor& gw,
+                     T* plane_sums) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t L = kt.lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
   const int64_t items = Cg * RS;
@@ -768,8 +774,11 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
         for (int64_t gi = 0; gi < G; ++gi) {
           for (int64_t c = 0; c < Cg; ++c)
             pack_plane(x + (n * s.C + gi * Cg + c) * s.H * s.W, s.H, s.W, lay, xbuf.data() + c * lay.plane(), true);
-          for (int64_t k = 0; k < Kg; ++k)
-            pack_plane(g + (n * s.K + gi * Kg + k) * s.P * s.Q, s.P, s.Q, glay, gbuf.data() + k * glay.plane(), true);
+          for (int64_t k = 0; k < Kg; ++k) {
+            const T* plane = g + (n * s.K + gi * Kg + k) * s.P * s.Q;
+            pack_plane(plane, s.P, s.Q, glay, gbuf.data() + k * glay.plane(), true);
+            if (plane_sums) plane_sums[n * s.K + gi * Kg + k] = kt.sum(plane, s.P * s.Q);
+          }
           a.x = xbuf.data();
           for (int64_t k1 = 0; k1 < Kg; k1 += kb_max) {
             a.kb = std::min(kb_max, Kg - k1);
@@ -921,18 +930,22 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
   });
 }
 
+// plane_sums: the grad_output plane sums [n][k] if a grad_weight pass made
+// them, else empty (then computed here).
 template <typename T>
-void backward_bias(const at::Tensor& gy_any, const ConvShape& s, at::Tensor& gb) {
+void backward_bias(const at::Tensor& gy_any, const ConvShape& s, at::Tensor& gb, std::vector<T>& sums) {
   const KernelsT<T>& kt = kern<T>();
-  const at::Tensor gy = gy_any.contiguous();
-  const T* g = gy.const_data_ptr<T>();
   T* dst = gb.mutable_data_ptr<T>();
-  const int64_t plane = s.P * s.Q;
-  // Plane sums in memory order (one stream per thread), then per channel in image order.
-  std::vector<T> sums(s.N * s.K);
-  at::parallel_for(0, s.N * s.K, grain_for(plane), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) sums[i] = kt.sum(g + i * plane, plane);
-  });
+  if (sums.empty()) {
+    // Plane sums in memory order (one stream per thread), then per channel in image order.
+    const at::Tensor gy = gy_any.contiguous();
+    const T* g = gy.const_data_ptr<T>();
+    const int64_t plane = s.P * s.Q;
+    sums.resize(s.N * s.K);
+    at::parallel_for(0, s.N * s.K, grain_for(plane), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) sums[i] = kt.sum(g + i * plane, plane);
+    });
+  }
   for (int64_t k = 0; k < s.K; ++k) {
     T total = 0;
     for (int64_t n = 0; n < s.N; ++n) total += sums[n * s.K + k];
@@ -1004,6 +1017,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
   const bool empty_gy = grad_output.numel() == 0;
 
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_cpu", [&] {
+    std::vector<scalar_t> plane_sums;  // grad_output plane sums, when grad_weight's pass makes them
     if (output_mask[0]) {
       if (input.numel() == 0) {
         grad_input = empty_pooled(input.sizes(), input.options());
@@ -1028,10 +1042,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_weight = empty_pooled(weight.sizes(), weight.options());
         if (winograd_suits(s, WinogradPass::grad_weight))
           winograd_backward_weight(grad_output, input, s, grad_weight);
+        else if (use_wide<scalar_t>(s.K_per_group()) && reads_subsampled(s))
+          backward_weight_wide<scalar_t>(grad_output, subsampled(input, s), unit_stride(s), grad_weight);
         else if (use_wide<scalar_t>(s.K_per_group()))
           backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);
-        else
-          backward_weight<scalar_t>(grad_output, input, s, grad_weight);
+        else {
+          if (output_mask[2]) plane_sums.resize(s.N * s.K);
+          backward_weight<scalar_t>(grad_output, input, s, grad_weight, output_mask[2] ? plane_sums.data() : nullptr);
+        }
         // The fast kernels sum every real product and some products with
         // zeros, so a finite result means every product was finite and the
         // sums are exact ones. An Inf or NaN operand (or an overflow) shows up
@@ -1043,7 +1061,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
     }
     if (output_mask[2]) {
       grad_bias = zeros_pooled({s.K}, input.options());
-      if (!empty_gy) backward_bias<scalar_t>(grad_output, s, grad_bias);
+      if (!empty_gy) backward_bias<scalar_t>(grad_output, s, grad_bias, plane_sums);
     }
   });
   return {grad_input, grad_weight, grad_bias};

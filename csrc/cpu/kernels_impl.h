@@ -414,6 +414,14 @@ inline void transpose(V<double> (&r)[4]) {
   r[3] = __builtin_shufflevector(a1, a3, 2, 3, 6, 7);
 }
 
+// Start of the block after `at` along a dimension of n, in blocks of L: the
+// last block overlaps the one before (it writes the same values again), so
+// only dimensions shorter than L need scalar code; -1 when done.
+inline int64_t next_block(int64_t at, int64_t n, int L) {
+  if (at >= n || n < L) return -1;
+  return at + L <= n ? at : n - L;
+}
+
 template <typename T>
 void transpose(const Transpose<T>& a) {
   constexpr int L = Vec<T>::L;
@@ -423,13 +431,13 @@ void transpose(const Transpose<T>& a) {
     const T* src = a.in + i0 * a.in_item;
     T* dst = a.out + i0 / a.cols * a.out_row;
     const int64_t n = min64(cols, a.n - i0);
-    for (int64_t q = 0; q < n; q += L) {
-      if (q + L > n) {
-        if (n < L) break;
-        q = n - L;  // the last block overlaps the one before: same values, no scalar tail
-      }
-      int64_t l0 = 0;
-      for (; l0 + L <= a.m; l0 += L) {
+    if (n < L || a.m < L) {
+      for (int64_t q = 0; q < n; ++q)
+        for (int64_t l = 0; l < a.m; ++l) dst[l * a.out_lane + q] = src[q * a.in_item + l];
+      continue;
+    }
+    for (int64_t q = 0; (q = next_block(q, n, L)) >= 0; q += L)
+      for (int64_t l0 = 0; (l0 = next_block(l0, a.m, L)) >= 0; l0 += L) {
         V<T> r[L];
 #pragma GCC unroll 8
         for (int p = 0; p < L; ++p) r[p] = loadu(src + (q + p) * a.in_item + l0);
@@ -437,11 +445,6 @@ void transpose(const Transpose<T>& a) {
 #pragma GCC unroll 8
         for (int l = 0; l < L; ++l) storeu(dst + (l0 + l) * a.out_lane + q, r[l]);
       }
-      for (int64_t l = l0; l < a.m; ++l)  // reads stay inside each item's m values
-        for (int p = 0; p < L; ++p) dst[l * a.out_lane + q + p] = src[(q + p) * a.in_item + l];
-    }
-    for (int64_t q = n < L ? 0 : n; q < n; ++q)
-      for (int64_t l = 0; l < a.m; ++l) dst[l * a.out_lane + q] = src[q * a.in_item + l];
   }
 }
 
