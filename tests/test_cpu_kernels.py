@@ -88,6 +88,9 @@ FIXED = [
     dict(N=2, C=16, K=16, H=12, W=12, R=3, S=3, stride=(1, 1), padding=(2, 2), dilation=(2, 2), groups=1),
     dict(N=2, C=16, K=16, H=10, W=10, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=16),
     dict(N=2, C=16, K=16, H=11, W=11, R=3, S=3, stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=16),
+    # Depthwise with images enough that grad_input runs inside grad_weight's pass.
+    dict(N=6, C=32, K=32, H=28, W=27, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=32),
+    dict(N=5, C=16, K=32, H=61, W=60, R=3, S=3, stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=16),
     dict(N=1, C=32, K=64, H=6, W=6, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=2),
     dict(N=1, C=8, K=8, H=5, W=5, R=3, S=3, stride=(3, 3), padding=(3, 3), dilation=(1, 1), groups=1),
     # Winograd F(2x2, 3x3): odd sizes (tiles hanging over the edges), channel

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -409,68 +410,85 @@ struct PlaneRowsPass {
   }
 };
 
-// Runs plane passes over the planes of `src` (N, Cin, H, W) placed in `lay`
+// Plane passes over the planes of `src` (N, Cin, H, W) placed in `lay`
 // (lay.data_rows must be H): Qout-wide output rows, output planes out_k apart.
-// Each task packs its (image, group) planes into a small per-thread buffer
-// and runs every pass from there: the source is read once, no full-size copy.
+// A unit (image, group) packs its planes into a small buffer and runs every
+// pass from there: the source is read once, no full-size copy. run() takes
+// the units in parallel; other passes (grad_weight) may run units themselves.
 template <typename T>
-void run_plane_rows(const at::Tensor& src_any, const PlaneLayout& lay, int64_t col_origin, int64_t Kout, int64_t G,
-                    int64_t Qout, int64_t out_k, const std::vector<PlaneRowsPass<T>>& passes) {
-  const at::Tensor src = src_any.contiguous();
-  const int64_t N = src.size(0), Cin = src.size(1), H = src.size(2), W = src.size(3);
-  const T* source = src.const_data_ptr<T>();
-  const KernelsT<T>& kt = kern<T>();
-  const int64_t Cred = Cin / G, Kgrp = Kout / G, kblocks = ceil_div(Kgrp, kPlaneKB);
-  int64_t unit_work = 0;
-  for (const auto& pass : passes) unit_work += Kgrp * pass.Pout * Qout * int64_t(pass.off.size());
-  at::parallel_for(0, N * G, grain_for(unit_work), [&](int64_t begin, int64_t end) {
-    std::vector<T> buf(Cred * lay.plane());  // zero once: every plane packs its data into the same slots
+struct PlaneRows {
+  at::Tensor src;
+  PlaneLayout lay;
+  int64_t col_origin = 0, Kout = 0, G = 1, Qout = 0, out_k = 0;
+  std::vector<PlaneRowsPass<T>> passes;
+
+  int64_t Cred() const { return src.size(1) / G; }
+  // A unit's buffer: zero before the first unit, then every unit packs its
+  // data into the same slots.
+  int64_t buffer_size() const { return Cred() * lay.plane(); }
+
+  void unit(int64_t n, int64_t g, T* buf) const {
+    const KernelsT<T>& kt = kern<T>();
+    const int64_t Cin = src.size(1), H = src.size(2), W = src.size(3), Cr = Cred();
+    const int64_t Kgrp = Kout / G, kblocks = ceil_div(Kgrp, kPlaneKB);
+    const T* source = src.const_data_ptr<T>();
+    for (int64_t c = 0; c < Cr; ++c)
+      pack_plane(source + (n * Cin + g * Cr + c) * H * W, H, W, lay, buf + c * lay.plane(), true);
     PlaneRow<T> a;
     a.out_k = out_k;
     a.Q = Qout;
-    for (int64_t u = begin; u < end; ++u) {
-      const int64_t g = u % G, n = u / G;
-      for (int64_t c = 0; c < Cred; ++c)
-        pack_plane(source + (n * Cin + g * Cred + c) * H * W, H, W, lay, buf.data() + c * lay.plane(), true);
-      for (const auto& pass : passes) {
-        const int64_t nred = pass.off.size(), CS = pass.CS;
-        const T* in = buf.data() + col_origin + pass.row_origin * lay.width;
-        a.in_row_step = pass.row_step * lay.width;
-        a.out_row = pass.out_row;
-        for (int64_t kbi = 0; kbi < kblocks; ++kbi) {
-          const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
-          a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
-          a.bias = pass.bias ? pass.bias + k0 : nullptr;
-          const T* wblock = pass.w.data() + (g * kblocks + kbi) * nred * kPlaneKB;
-          // Runs of rows with the same tap range share one call.
-          for (int64_t p = 0, p1; p < pass.Pout; p = p1) {
-            p1 = p + 1;
-            while (p1 < pass.Pout && pass.r_lo[p1] == pass.r_lo[p] && pass.r_hi[p1] == pass.r_hi[p]) ++p1;
-            a.rows = p1 - p;
-            a.in_off = pass.off.data() + pass.r_lo[p] * CS;
-            a.n = (pass.r_hi[p] - pass.r_lo[p]) * CS;
-            a.w = wblock + pass.r_lo[p] * CS * kPlaneKB;
-            a.in = in + p * pass.row_step * lay.width;
-            a.out = pass.out + (n * Kout + k0) * out_k + p * pass.out_row;
-            kt.plane_row(a);
-          }
+    for (const auto& pass : passes) {
+      const int64_t nred = pass.off.size(), CS = pass.CS;
+      const T* in = buf + col_origin + pass.row_origin * lay.width;
+      a.in_row_step = pass.row_step * lay.width;
+      a.out_row = pass.out_row;
+      for (int64_t kbi = 0; kbi < kblocks; ++kbi) {
+        const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
+        a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
+        a.bias = pass.bias ? pass.bias + k0 : nullptr;
+        const T* wblock = pass.w.data() + (g * kblocks + kbi) * nred * kPlaneKB;
+        // Runs of rows with the same tap range share one call.
+        for (int64_t p = 0, p1; p < pass.Pout; p = p1) {
+          p1 = p + 1;
+          while (p1 < pass.Pout && pass.r_lo[p1] == pass.r_lo[p] && pass.r_hi[p1] == pass.r_hi[p]) ++p1;
+          a.rows = p1 - p;
+          a.in_off = pass.off.data() + pass.r_lo[p] * CS;
+          a.n = (pass.r_hi[p] - pass.r_lo[p]) * CS;
+          a.w = wblock + pass.r_lo[p] * CS * kPlaneKB;
+          a.in = in + p * pass.row_step * lay.width;
+          a.out = pass.out + (n * Kout + k0) * out_k + p * pass.out_row;
+          kt.plane_row(a);
         }
       }
     }
-  });
-}
+  }
+
+  void run() const {
+    int64_t unit_work = 0;
+    for (const auto& pass : passes) unit_work += Kout / G * pass.Pout * Qout * int64_t(pass.off.size());
+    at::parallel_for(0, src.size(0) * G, grain_for(unit_work), [&](int64_t begin, int64_t end) {
+      std::vector<T> buf(buffer_size());
+      for (int64_t u = begin; u < end; ++u) unit(u / G, u % G, buf.data());
+    });
+  }
+};
 
 template <typename T>
 void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                    at::Tensor& y) {
-  PlaneLayout lay = input_plane_layout<T>(s, plane_span(s.Q, kern<T>().lanes, s.K_per_group()));
-  lay.data_rows = s.H;
+  PlaneRows<T> job;
+  job.src = input.contiguous();
+  job.lay = input_plane_layout<T>(s, plane_span(s.Q, kern<T>().lanes, s.K_per_group()));
+  job.lay.data_rows = s.H;
+  job.Kout = s.K;
+  job.G = s.groups;
+  job.Qout = s.Q;
+  job.out_k = s.P * s.Q;
   if (!y.is_contiguous()) y = empty_pooled({s.N, s.K, s.P, s.Q}, input.options());
-  std::vector<PlaneRowsPass<T>> passes;
-  passes.emplace_back(lay, s.C_per_group(), s.K, s.groups, weight, bias.defined() ? bias.const_data_ptr<T>() : nullptr,
-                      y.mutable_data_ptr<T>(), s.P, s.Q, s.R, s.S, s.stride_h, s.dil_h, s.dil_w, 0,
-                      all_finite<T>(weight));
-  run_plane_rows<T>(input, lay, 0, s.K, s.groups, s.Q, s.P * s.Q, passes);
+  job.passes.emplace_back(job.lay, s.C_per_group(), s.K, s.groups, weight,
+                          bias.defined() ? bias.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), s.P, s.Q, s.R,
+                          s.S, s.stride_h, s.dil_h, s.dil_w, 0, all_finite<T>(weight));
+  job.run();
 }
 
 // A 1 x 1 layer with stride reads only every stride-th pixel: it is the
@@ -617,9 +635,10 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
 // split into stride phases instead: grad_input row h = a + sh * i reads only
 // the flipped taps r with (h + pad_h - (R-1) * dh + r * dh) divisible by sh,
 // whose grad_output rows are consecutive (dilation dh / gcd(sh, dh)), so each
-// phase convolves the compact rows with its own taps.
+// phase convolves the compact rows with its own taps. Allocates gx and
+// returns the job that fills it (run by itself or by the plane grad_weight pass).
 template <typename T>
-void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
+PlaneRows<T> backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
   const int64_t G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), sh = s.stride_h, dh = s.dil_h;
   const int64_t c0 = s.pad_h - (s.R - 1) * dh;  // row h reads zero-inserted row h + c0 + r * dh
   const int64_t step = sh / std::gcd(sh, dh), row_dil = dh / std::gcd(sh, dh);
@@ -636,7 +655,14 @@ void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const 
   }
   const int64_t bw = std::max<int64_t>(0, (s.S - 1) * s.dil_w - s.pad_w);
   const int64_t col_origin = s.pad_w - (s.S - 1) * s.dil_w + bw;  // >= 0
-  PlaneLayout lay;
+  PlaneRows<T> job;
+  job.src = gy.contiguous();
+  job.col_origin = col_origin;
+  job.Kout = s.C;
+  job.G = G;
+  job.Qout = s.W;
+  job.out_k = s.H * s.W;
+  PlaneLayout& lay = job.lay;
   lay.rows = top + s.P;
   for (int64_t a = 0; a < std::min(sh, s.H); ++a)
     if (count[a]) lay.rows = std::max(lay.rows, top + base[a] + ceil_div(s.H - a, sh) + (count[a] - 1) * row_dil);
@@ -647,7 +673,6 @@ void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const 
   lay.col_step = s.stride_w;
   lay.data_rows = s.P;
   gx = empty_pooled({s.N, s.C, s.H, s.W}, gy.options());
-  std::vector<PlaneRowsPass<T>> passes;
   for (int64_t a = 0; a < std::min(sh, s.H); ++a) {
     if (count[a] == 0) {  // no tap reaches these rows
       gx.slice(2, a, s.H, sh).zero_();
@@ -659,10 +684,10 @@ void backward_input_plane(const at::Tensor& gy, const at::Tensor& weight, const 
                               .slice(3, first[a], s.R, step)
                               .transpose(1, 2)
                               .contiguous();
-    passes.emplace_back(lay, Kg, s.C, G, wt, nullptr, gx.mutable_data_ptr<T>() + a * s.W, ceil_div(s.H - a, sh),
+    job.passes.emplace_back(lay, Kg, s.C, G, wt, nullptr, gx.mutable_data_ptr<T>() + a * s.W, ceil_div(s.H - a, sh),
                         sh * s.W, count[a], s.S, 1, row_dil, s.dil_w, top + base[a], true);
   }
-  run_plane_rows<T>(gy, lay, col_origin, s.C, G, s.W, s.H * s.W, passes);
+  return job;
 }
 
 // grad_input by definition: every (output pixel, tap) pair scatters its one
@@ -708,6 +733,9 @@ int64_t reduction_chunks(int64_t rows, int64_t work) {
   return std::max<int64_t>(1, std::min<int64_t>({rows, 16, work / (1 << 18)}));
 }
 
+// Reduction chunks of the plane grad_weight pass (one or more images each).
+int64_t plane_wgrad_chunks(const ConvShape& s) { return reduction_chunks(s.N, s.flops() / 2); }
+
 // grad_weight for few output channels per group, as lane-wise dot products
 // along output rows (planar data, no transposes). The reduction over images
 // is cut into chunks fixed by the shape; a task takes one chunk, packs each
@@ -727,10 +755,13 @@ void sum_chunk_partials(const T* partial, int64_t chunks, int64_t total, T* out)
 }
 
 // plane_sums (if set) receives the sum of every grad_output plane, [n][k], as
-// backward_bias would compute it: the planes pass through cache here anyway.
+// backward_bias would compute it; gx_job (if set) runs its grad_input unit
+// for each (image, group) right after that unit's grad_weight. The planes pass
+// through cache here anyway: a layer bound by memory (depthwise) reads
+// grad_output once for all three gradients.
 template <typename T>
 void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, const ConvShape& s, at::Tensor& gw,
-                     T* plane_sums) {
+                     T* plane_sums, const PlaneRows<T>* gx_job) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t L = kt.lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
   const int64_t items = Cg * RS;
@@ -753,7 +784,7 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
   // Output channels per pass and the items the kernel pairs with them (see plane_wgrad).
   const int64_t kb_max = Kg >= 6 && Kg % 6 == 0 && Kg % 4 != 0 ? 6 : std::min<int64_t>(Kg, 4);
 
-  const int64_t nch = reduction_chunks(s.N, s.flops() / 2);
+  const int64_t nch = plane_wgrad_chunks(s);
   at::Tensor part = empty_pooled({nch, s.K * items}, gy.options());
   const T* x = input.const_data_ptr<T>();
   const T* g = gy.const_data_ptr<T>();
@@ -761,6 +792,7 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
   at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
     // The plane buffers are zeroed once: every image packs its data into the same slots.
     std::vector<T> scratch(s.K * items * L), xbuf(Cg * lay.plane()), gbuf(Kg * glay.plane());
+    std::vector<T> gxbuf(gx_job ? gx_job->buffer_size() : 0);
     PlaneWgrad<T> a;
     a.x_row = s.stride_h * lay.width;
     a.gy_row = glay.width;
@@ -791,6 +823,7 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
               kt.plane_wgrad(a);
             }
           }
+          if (gx_job) gx_job->unit(n, gi, gxbuf.data());
         }
       T* dst = partial + ch * s.K * items;
       for (int64_t i = 0; i < s.K * items; ++i) {
@@ -1018,6 +1051,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
 
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_cpu", [&] {
     std::vector<scalar_t> plane_sums;  // grad_output plane sums, when grad_weight's pass makes them
+    std::optional<PlaneRows<scalar_t>> gx_job;  // grad_input by plane units, run below
     if (output_mask[0]) {
       if (input.numel() == 0) {
         grad_input = empty_pooled(input.sizes(), input.options());
@@ -1031,10 +1065,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
       } else if (use_wide<scalar_t>(s.C_per_group())) {
         backward_input_wide<scalar_t>(grad_output, weight, s, input.suggest_memory_format(), grad_input);
       } else {
-        backward_input_plane<scalar_t>(grad_output, weight, s, grad_input);
+        gx_job = backward_input_plane<scalar_t>(grad_output, weight, s, grad_input);
       }
-      grad_input = grad_input.contiguous(input.suggest_memory_format());
     }
+    bool gx_done = !gx_job;
     if (output_mask[1]) {
       if (empty_gy || weight.numel() == 0) {
         grad_weight = zeros_pooled(weight.sizes(), weight.options());
@@ -1048,7 +1082,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
           backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);
         else {
           if (output_mask[2]) plane_sums.resize(s.N * s.K);
-          backward_weight<scalar_t>(grad_output, input, s, grad_weight, output_mask[2] ? plane_sums.data() : nullptr);
+          // grad_input's units ride along when the reduction has chunks for every thread.
+          const bool fuse = !gx_done && plane_wgrad_chunks(s) >= 2 * at::get_num_threads();
+          backward_weight<scalar_t>(grad_output, input, s, grad_weight, output_mask[2] ? plane_sums.data() : nullptr,
+                                    fuse ? &*gx_job : nullptr);
+          gx_done = gx_done || fuse;
         }
         // The fast kernels sum every real product and some products with
         // zeros, so a finite result means every product was finite and the
@@ -1059,6 +1097,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
       }
       grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
     }
+    if (!gx_done) gx_job->run();
+    if (output_mask[0]) grad_input = grad_input.contiguous(input.suggest_memory_format());
     if (output_mask[2]) {
       grad_bias = zeros_pooled({s.K}, input.options());
       if (!empty_gy) backward_bias<scalar_t>(grad_output, s, grad_bias, plane_sums);
