@@ -1062,6 +1062,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
       } else if (winograd_suits(s, WinogradPass::grad_input) && all_finite<scalar_t>(grad_output)) {
         grad_input = empty_pooled(input.sizes(), input.options().memory_format(input.suggest_memory_format()));
         winograd_backward_input(grad_output, weight, s, grad_input);
+      } else if (use_wide<scalar_t>(s.C_per_group()) && reads_subsampled(s)) {
+        // The stride-1 layer's grad_input on the pixels the layer reads, spread into zeros.
+        at::Tensor dense;
+        backward_input_wide<scalar_t>(grad_output, weight, unit_stride(s), input.suggest_memory_format(), dense);
+        grad_input = zeros_pooled(input.sizes(), input.options().memory_format(input.suggest_memory_format()));
+        grad_input.slice(2, 0, s.H, s.stride_h).slice(3, 0, s.W, s.stride_w).narrow(2, 0, s.P).narrow(3, 0, s.Q).copy_(dense);
       } else if (use_wide<scalar_t>(s.C_per_group())) {
         backward_input_wide<scalar_t>(grad_output, weight, s, input.suggest_memory_format(), grad_input);
       } else {
