@@ -6,6 +6,9 @@
 //    (LeNet, depthwise, corr2d).
 // The arithmetic lives in kernels_impl.h, compiled once per ISA; this file
 // lays out buffers, packs weights and splits work with at::parallel_for.
+// In the backward, a plane grad_weight pass also sums grad_output for
+// grad_bias and, with images enough, runs grad_input's units as it goes, so
+// grad_output is read once for all three.
 //
 // Determinism: every output element is reduced by one task in an order fixed
 // by the shape alone; grad_weight sums per-chunk partials (the chunking
@@ -104,10 +107,16 @@ int64_t plane_span(int64_t Q, int64_t lanes, int64_t Kgrp) {
 // for planes of one layout) needs no zeroing: `zeroed`.
 template <typename T>
 void pack_plane(const T* in, int64_t H, int64_t W, const PlaneLayout& lay, T* plane, bool zeroed = false) {
-  // Zeroed row by row: one large memset may use cache-bypassing stores, and
-  // the writes below would then miss on every line. Rows that receive data
-  // (without zero insertion) are zeroed only around it: in phase ph, columns
-  // c = col0 + w with c % phases == ph sit at [lo, lo + count).
+  // A small plane is zeroed in one call: per-row calls for 1-pixel borders
+  // cost more than the stores. Larger ones row by row: one large memset may
+  // use cache-bypassing stores, and the writes below would then miss on every
+  // line. Rows that receive data (without zero insertion) are zeroed only
+  // around it: in phase ph, columns c = col0 + w with c % phases == ph sit at
+  // [lo, lo + count).
+  if (!zeroed && lay.plane() * int64_t(sizeof(T)) <= (64 << 10)) {
+    std::memset(plane, 0, sizeof(T) * lay.plane());
+    zeroed = true;
+  }
   for (int64_t ph = 0; !zeroed && ph < lay.phases; ++ph) {
     const int64_t first = lay.col0 + (ph - lay.col0 % lay.phases + lay.phases) % lay.phases;
     const int64_t lo = first / lay.phases, count = std::max<int64_t>(0, ceil_div(W - (first - lay.col0), lay.phases));
