@@ -28,7 +28,7 @@ def test_speed(benchmark, case_pass, impl, quick):
     row = _row(case, pass_name, quick)
     benchmark.group = f"{case.name} {pass_name}"
     benchmark.extra_info.update({k: row[k] for k in ("shape", "torch_ms", "convkit_ms", "ratio", "gflops",
-                                                     "peak_pct", "target", "met") if k in row})
+                                                     "peak_pct", "target", "naive_speedup", "met") if k in row})
     fn = fns[impl]
     fn()
     if quick:
