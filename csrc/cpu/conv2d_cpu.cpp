@@ -504,9 +504,14 @@ void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::
 // stride-1 layer on those pixels, copied together (channels-last, the layout
 // the wide kernels read best) so the kernels read them densely. (It paid from
 // 128 channels on: below, the strided reads stay in cache.)
+// The P x Q pixels of t (N, C, H, W) that such a layer reads, as a strided view.
+at::Tensor read_pixels(const at::Tensor& t, const ConvShape& s) {
+  return t.slice(2, 0, s.H, s.stride_h).slice(3, 0, s.W, s.stride_w).narrow(2, 0, s.P).narrow(3, 0, s.Q);
+}
+
 at::Tensor subsampled(const at::Tensor& input, const ConvShape& s) {
   at::Tensor dense = empty_pooled({s.N, s.C, s.P, s.Q}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
-  return dense.copy_(input.slice(2, 0, s.H, s.stride_h).slice(3, 0, s.W, s.stride_w).narrow(2, 0, s.P).narrow(3, 0, s.Q));
+  return dense.copy_(read_pixels(input, s));
 }
 
 bool reads_subsampled(const ConvShape& s) {
@@ -1076,7 +1081,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         at::Tensor dense;
         backward_input_wide<scalar_t>(grad_output, weight, unit_stride(s), input.suggest_memory_format(), dense);
         grad_input = zeros_pooled(input.sizes(), input.options().memory_format(input.suggest_memory_format()));
-        grad_input.slice(2, 0, s.H, s.stride_h).slice(3, 0, s.W, s.stride_w).narrow(2, 0, s.P).narrow(3, 0, s.Q).copy_(dense);
+        read_pixels(grad_input, s).copy_(dense);
       } else if (use_wide<scalar_t>(s.C_per_group())) {
         backward_input_wide<scalar_t>(grad_output, weight, s, input.suggest_memory_format(), grad_input);
       } else {
