@@ -18,7 +18,7 @@ ops = torch.ops.convkit
 
 
 @st.composite
-def conv_configs(draw):
+def conv_configs(draw, batches=(0, 1, 1, 2, 3)):
     groups = draw(st.sampled_from([1, 1, 1, 2, 3]))
     cg = draw(st.sampled_from([1, 2, 3, 5, 8, 13, 17]))
     kg = draw(st.sampled_from([1, 2, 4, 6, 7, 8, 9, 16, 19, 33]))
@@ -31,7 +31,7 @@ def conv_configs(draw):
     padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
     H = draw(st.integers(max(1, dilation[0] * (R - 1) + 1 - 2 * padding[0]), 20))
     W = draw(st.integers(max(1, dilation[1] * (S - 1) + 1 - 2 * padding[1]), 41))
-    return dict(N=draw(st.sampled_from([0, 1, 1, 2, 3])), C=groups * cg, K=groups * kg, H=H, W=W, R=R, S=S,
+    return dict(N=draw(st.sampled_from(batches)), C=groups * cg, K=groups * kg, H=H, W=W, R=R, S=S,
                 stride=stride, padding=padding, dilation=dilation, groups=groups, bias=draw(st.booleans()),
                 layout=draw(st.sampled_from(["contiguous", "channels_last", "sliced"])),
                 dtype=draw(st.sampled_from([torch.float64, torch.float64, torch.float32])))
@@ -103,19 +103,38 @@ FIXED = [
     # 5 x 5 and 5 x 3 filters as 3 x 3 Winograd blocks.
     dict(N=2, C=32, K=40, H=9, W=8, R=5, S=5, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
     dict(N=1, C=35, K=32, H=7, W=9, R=5, S=3, stride=(1, 1), padding=(4, 0), dilation=(1, 2), groups=1),
+    # Batch lanes (vectors along the batch): a tail block of images, padding
+    # (taps skipped at the borders), stride and dilation, 1 -> 6 channels.
+    dict(N=70, C=6, K=16, H=14, W=14, R=5, S=5, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(N=67, C=3, K=9, H=11, W=10, R=3, S=3, stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=1),
+    dict(N=64, C=1, K=6, H=12, W=12, R=5, S=5, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
 ]
 
 
-@pytest.mark.parametrize("winograd", ["by-speed", "wherever-it-applies"])
+# Paths forced wherever they apply, beside the speed rules.
+FORCED = {"by-speed": None, "winograd-everywhere": "CONVKIT_WINOGRAD", "batch-lanes-everywhere": "CONVKIT_BATCH_LANES"}
+
+
+@pytest.mark.parametrize("path", list(FORCED))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("idx", range(len(FIXED)))
-def test_fixed_shapes(idx, layout, dtype, winograd, monkeypatch):
-    # The speed rule sends small layers to the direct kernels; forcing
-    # Winograd covers its every pass and edge case on the same shapes.
-    if winograd == "wherever-it-applies":
-        monkeypatch.setenv("CONVKIT_WINOGRAD", "1")
+def test_fixed_shapes(idx, layout, dtype, path, monkeypatch):
+    # The speed rules send small layers to the direct kernels; forcing
+    # Winograd or the batch lanes covers their every pass and edge case on the same shapes.
+    if FORCED[path]:
+        monkeypatch.setenv(FORCED[path], "1")
     check(dict(FIXED[idx], bias=True, layout=layout, dtype=dtype), seed=idx)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(conv_configs(batches=(1, 3, 9, 13)))
+def test_random_configs_on_batch_lanes(cfg):
+    os.environ["CONVKIT_BATCH_LANES"] = "1"
+    try:
+        check(cfg)
+    finally:
+        del os.environ["CONVKIT_BATCH_LANES"]
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -160,7 +179,8 @@ def _grads(dtype=torch.float32):
     gen = torch.Generator().manual_seed(1)
     out = []
     for (N, C, K, H, R, s, p, g) in [(4, 32, 48, 15, 3, 1, 1, 1), (8, 1, 6, 28, 5, 1, 2, 1),
-                                     (3, 16, 16, 17, 3, 2, 1, 16), (5, 24, 32, 9, 3, 2, 1, 1)]:
+                                     (3, 16, 16, 17, 3, 2, 1, 16), (5, 24, 32, 9, 3, 2, 1, 1),
+                                     (72, 6, 16, 14, 5, 1, 0, 1)]:
         x = torch.randn(N, C, H, H, generator=gen, dtype=dtype)
         w = torch.randn(K, C // g, R, R, generator=gen, dtype=dtype)
         y = ops.conv2d(x, w, None, [s, s], [p, p], [1, 1], g)

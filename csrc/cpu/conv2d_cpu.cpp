@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "batch_lanes.h"
 #include "buffers.h"
 #include "common.h"
 #include "kernels.h"
@@ -533,7 +534,10 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std:
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_cpu", [&] {
     if (winograd_suits(s, WinogradPass::forward) && all_finite<scalar_t>(input) && all_finite<scalar_t>(weight))
       winograd_forward(input, weight, bias, s, y);
-    else if (use_wide<scalar_t>(s.K_per_group()) && reads_subsampled(s))
+    else if (batch_lanes_suit(s, LanePass::forward)) {
+      if (!y.is_contiguous()) y = empty_pooled({s.N, s.K, s.P, s.Q}, input.options());
+      batch_lanes_forward(input, weight, bias, s, y);
+    } else if (use_wide<scalar_t>(s.K_per_group()) && reads_subsampled(s))
       forward_wide<scalar_t>(subsampled(input, s), weight, bias, unit_stride(s), y);
     else if (use_wide<scalar_t>(s.K_per_group()))
       forward_wide<scalar_t>(input, weight, bias, s, y);
@@ -1066,7 +1070,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_backward_cpu", [&] {
     std::vector<scalar_t> plane_sums;  // grad_output plane sums, when grad_weight's pass makes them
     std::optional<PlaneRows<scalar_t>> gx_job;  // grad_input by plane units, run below
-    if (output_mask[0]) {
+    // The batch-lane family computes its gradients in one pass; the others follow.
+    const bool lanes_gx = output_mask[0] && input.numel() > 0 && !empty_gy &&
+                          batch_lanes_suit(s, LanePass::grad_input) && all_finite<scalar_t>(weight);
+    const bool lanes_gw = output_mask[1] && !empty_gy && weight.numel() > 0 && batch_lanes_suit(s, LanePass::grad_weight);
+    const bool lanes_gb = output_mask[2] && !empty_gy && (lanes_gx || lanes_gw);
+    if (lanes_gx || lanes_gw) {
+      at::Tensor gx, gw, gb;
+      if (lanes_gx) grad_input = gx = empty_pooled(input.sizes(), input.options());
+      if (lanes_gw) grad_weight = gw = empty_pooled(weight.sizes(), weight.options());
+      if (lanes_gb) grad_bias = gb = empty_pooled({s.K}, input.options());
+      batch_lanes_backward(grad_output, input, weight, s, gx, gw, gb);
+    }
+    if (output_mask[0] && !lanes_gx) {
       if (input.numel() == 0) {
         grad_input = empty_pooled(input.sizes(), input.options());
       } else if (empty_gy) {
@@ -1092,7 +1108,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
     if (output_mask[1]) {
       if (empty_gy || weight.numel() == 0) {
         grad_weight = zeros_pooled(weight.sizes(), weight.options());
-      } else {
+      } else if (!lanes_gw) {
         grad_weight = empty_pooled(weight.sizes(), weight.options());
         if (winograd_suits(s, WinogradPass::grad_weight))
           winograd_backward_weight(grad_output, input, s, grad_weight);
@@ -1108,6 +1124,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
                                     fuse ? &*gx_job : nullptr);
           gx_done = gx_done || fuse;
         }
+      }
+      if (grad_weight.numel() > 0 && !empty_gy) {
         // The fast kernels sum every real product and some products with
         // zeros, so a finite result means every product was finite and the
         // sums are exact ones. An Inf or NaN operand (or an overflow) shows up
@@ -1119,7 +1137,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
     }
     if (!gx_done) gx_job->run();
     if (output_mask[0]) grad_input = grad_input.contiguous(input.suggest_memory_format());
-    if (output_mask[2]) {
+    if (output_mask[2] && !lanes_gb) {
       grad_bias = zeros_pooled({s.K}, input.options());
       if (!empty_gy) backward_bias<scalar_t>(grad_output, s, grad_bias, plane_sums);
     }

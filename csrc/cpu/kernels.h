@@ -97,6 +97,53 @@ struct WideWgrad {
   int64_t acc_item;
 };
 
+// Batch lanes: vectors along the batch, L (= lanes) images per vector, in
+// buffers laid out [channel][row][col][L]. For output channel k < kb and
+// pixel i < npix,
+//   out[k*out_k + pix_out[i] .. +L] = init[k] + sum over items j in the segments of
+//     w[j*kBatchKB + k] * in[pix_in[i] + item_off[j] .. +L].
+// Segments are item ranges [seg[2n], seg[2n + 1]) for n < nseg: the taps
+// that read real data for these pixels. Used for the forward pass and for
+// grad_input (on grad_output with transposed weights).
+template <typename T>
+struct BatchTile {
+  const T* in;
+  const int64_t* pix_in;
+  const int64_t* item_off;
+  const int64_t* seg;
+  int64_t nseg;
+  const T* w;  // [item][kBatchKB], zero past kb
+  int64_t kb;
+  T* out;
+  const int64_t* pix_out;
+  int64_t out_k, npix;
+  const T* init;  // kb values, or null for zeros
+};
+
+constexpr int kBatchKB = 4;
+
+// Pixels (or grad_weight items) per batch tile for kb output channels:
+// kb x batch_cols(kb) accumulators fill 12 of the 16 vector registers.
+constexpr int batch_cols(int64_t kb) { return kb >= 4 ? 3 : kb == 3 ? 4 : kb == 2 ? 6 : 12; }
+
+// Batch-lane grad_weight: for k < kb (<= kBatchKB) and j < nitem (<= batch_cols(kb)),
+//   acc[(k*acc_k + j)*L .. +L] (+)= sum over rows and cols of
+//     gy[k*gy_k + row*gy_row + col*L ..] * x[item_off[j] + row*x_row + col*x_col ..]
+// (lane-wise: lanes are images; the caller sums them).
+template <typename T>
+struct BatchWgrad {
+  const T* x;
+  int64_t x_row, x_col;
+  const int64_t* item_off;
+  int64_t nitem;
+  const T* gy;
+  int64_t gy_k, gy_row, kb;
+  int64_t rows, cols;
+  T* acc;
+  int64_t acc_k;
+  bool accumulate;  // add to acc (else overwrite it)
+};
+
 // Blocked transpose: for item i < n (column i % cols of row i / cols) and lane l < m,
 //   out[(i / cols) * out_row + i % cols + l * out_lane] = in[i * in_item + l].
 // Blocks are transposed in registers: e.g. channels-last tiles to NCHW output
@@ -173,6 +220,8 @@ struct KernelsT {
   void (*plane_row)(const PlaneRow<T>&);
   void (*plane_wgrad)(const PlaneWgrad<T>&);
   int plane_wgrad_items[kPlaneKB + 1];  // items per plane_wgrad call, by kb
+  void (*batch_tile)(const BatchTile<T>&);
+  void (*batch_wgrad)(const BatchWgrad<T>&);
   void (*transpose)(const Transpose<T>&);
   void (*wino_weights)(const WinoWeights<T>&);
   void (*wino_input)(const WinoInput<T>&);

@@ -386,6 +386,146 @@ void plane_wgrad(const PlaneWgrad<T>& a) {
 }
 
 // ---------------------------------------------------------------------------
+// Batch lanes: KB output channels x M pixels of vector accumulators, one
+// vector of images each; weights are broadcast.
+template <typename T, int KB, int M>
+void batch_tile_km(const BatchTile<T>& a, int64_t first) {
+  constexpr int L = Vec<T>::L;
+  V<T> acc[KB][M];
+#pragma GCC unroll 4
+  for (int k = 0; k < KB; ++k) {
+    const V<T> b = a.init ? splat(a.init[k]) : V<T>{};
+#pragma GCC unroll 12
+    for (int m = 0; m < M; ++m) acc[k][m] = b;
+  }
+  const T* src[M];
+#pragma GCC unroll 12
+  for (int m = 0; m < M; ++m) src[m] = a.in + a.pix_in[first + m];
+  for (int64_t sg = 0; sg < a.nseg; ++sg) {
+    const T* w = a.w + a.seg[2 * sg] * kBatchKB;
+    for (int64_t j = a.seg[2 * sg]; j < a.seg[2 * sg + 1]; ++j) {
+      const int64_t off = a.item_off[j];
+      // The smaller operand set stays in registers (12 accumulators leave 4).
+      if constexpr (KB < M) {
+        V<T> wk[KB];
+#pragma GCC unroll 4
+        for (int k = 0; k < KB; ++k) wk[k] = splat(w[k]);
+#pragma GCC unroll 12
+        for (int m = 0; m < M; ++m) {
+          const V<T> x = loadu(src[m] + off);
+#pragma GCC unroll 4
+          for (int k = 0; k < KB; ++k) acc[k][m] += wk[k] * x;
+        }
+      } else {
+        V<T> x[M];
+#pragma GCC unroll 12
+        for (int m = 0; m < M; ++m) x[m] = loadu(src[m] + off);
+#pragma GCC unroll 4
+        for (int k = 0; k < KB; ++k) {
+          const V<T> wk = splat(w[k]);
+#pragma GCC unroll 12
+          for (int m = 0; m < M; ++m) acc[k][m] += wk * x[m];
+        }
+      }
+      w += kBatchKB;
+    }
+  }
+#pragma GCC unroll 12
+  for (int m = 0; m < M; ++m) {
+    T* out = a.out + a.pix_out[first + m];
+#pragma GCC unroll 4
+    for (int k = 0; k < KB; ++k) storeu(out + k * a.out_k, acc[k][m]);
+  }
+}
+
+// The last n (1..M) pixels.
+template <typename T, int KB, int M>
+void batch_tile_tail(const BatchTile<T>& a, int64_t first, int64_t n) {
+  if constexpr (M > 1) {
+    if (n < M) return batch_tile_tail<T, KB, M - 1>(a, first, n);
+  }
+  batch_tile_km<T, KB, M>(a, first);
+}
+
+template <typename T, int KB>
+void batch_tiles(const BatchTile<T>& a) {
+  constexpr int M = batch_cols(KB);
+  int64_t i = 0;
+  for (; i + M <= a.npix; i += M) batch_tile_km<T, KB, M>(a, i);
+  if (i < a.npix) batch_tile_tail<T, KB, M>(a, i, a.npix - i);
+}
+
+template <typename T>
+void batch_tile(const BatchTile<T>& a) {
+  switch (a.kb) {
+    case 4: batch_tiles<T, 4>(a); break;
+    case 3: batch_tiles<T, 3>(a); break;
+    case 2: batch_tiles<T, 2>(a); break;
+    default: batch_tiles<T, 1>(a); break;
+  }
+}
+
+// Batch-lane grad_weight: KB output channels x JB items of vector
+// accumulators. Surplus channels/items repeat the last real one and are not stored.
+template <typename T, int KB, int JB>
+void batch_wgrad_kj(const BatchWgrad<T>& a) {
+  constexpr int L = Vec<T>::L;
+  V<T> acc[KB][JB] = {};  // a two-level sum, as in wide_wgrad_m
+  int64_t xoff[JB], goff[KB];
+#pragma GCC unroll 12
+  for (int j = 0; j < JB; ++j) xoff[j] = a.item_off[min64(j, a.nitem - 1)];
+#pragma GCC unroll 4
+  for (int k = 0; k < KB; ++k) goff[k] = min64(k, a.kb - 1) * a.gy_k;
+  for (int64_t row = 0; row < a.rows; ++row) {
+    const T* x = a.x + row * a.x_row;
+    const T* g = a.gy + row * a.gy_row;
+    for (int64_t col = 0; col < a.cols; ++col) {
+      if constexpr (KB < JB) {  // the smaller operand set stays in registers
+        V<T> gv[KB];
+#pragma GCC unroll 4
+        for (int k = 0; k < KB; ++k) gv[k] = loadu(g + goff[k]);
+#pragma GCC unroll 12
+        for (int j = 0; j < JB; ++j) {
+          const V<T> xv = loadu(x + xoff[j]);
+#pragma GCC unroll 4
+          for (int k = 0; k < KB; ++k) acc[k][j] += gv[k] * xv;
+        }
+      } else {
+        V<T> xv[JB];
+#pragma GCC unroll 12
+        for (int j = 0; j < JB; ++j) xv[j] = loadu(x + xoff[j]);
+#pragma GCC unroll 4
+        for (int k = 0; k < KB; ++k) {
+          const V<T> gv = loadu(g + goff[k]);
+#pragma GCC unroll 12
+          for (int j = 0; j < JB; ++j) acc[k][j] += gv * xv[j];
+        }
+      }
+      x += a.x_col;
+      g += L;
+    }
+  }
+#pragma GCC unroll 4
+  for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 12
+    for (int j = 0; j < JB; ++j)
+      if (k < a.kb && j < a.nitem) {
+        T* dst = a.acc + (k * a.acc_k + j) * L;
+        storeu(dst, a.accumulate ? loadu(dst) + acc[k][j] : acc[k][j]);
+      }
+}
+
+template <typename T>
+void batch_wgrad(const BatchWgrad<T>& a) {
+  switch (a.kb) {
+    case 4: batch_wgrad_kj<T, 4, batch_cols(4)>(a); break;
+    case 3: batch_wgrad_kj<T, 3, batch_cols(3)>(a); break;
+    case 2: batch_wgrad_kj<T, 2, batch_cols(2)>(a); break;
+    default: batch_wgrad_kj<T, 1, batch_cols(1)>(a); break;
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Transposes: L x L blocks in registers (unpack, then pair, then
 // half exchanges for 8 lanes; unpack, then half exchanges for 4).
 inline void transpose(V<float> (&r)[8]) {
@@ -701,6 +841,8 @@ KernelsT<T> make_kernels() {
   k.plane_row = &plane_row<T>;
   k.plane_wgrad = &plane_wgrad<T>;
   for (int kb = 1; kb <= kPlaneKB; ++kb) k.plane_wgrad_items[kb] = plane_wgrad_items(kb);
+  k.batch_tile = &batch_tile<T>;
+  k.batch_wgrad = &batch_wgrad<T>;
   k.transpose = &transpose<T>;
   k.wino_weights = &wino_weights<T>;
   k.wino_input = &wino_input<T>;
