@@ -1,9 +1,12 @@
 // CPU kernels for the convkit ops: the torch side. Each pass (forward,
-// grad_input, grad_weight) picks one of two kernel families per shape:
+// grad_input, grad_weight) picks a kernel family per shape:
 //  - wide: channels-last, register-blocked tiles of pixels x output channels
 //    (implicit GEMM over taps x channels), for layers with many channels;
 //  - plane: NCHW rows vectorized along the width, for few channels per group
-//    (LeNet, depthwise, corr2d).
+//    (depthwise, corr2d, small batches);
+//  - batch lanes (batch_lanes.cpp): vectors along the batch, for few
+//    channels and large batches (LeNet);
+//  - Winograd (winograd.cpp) for 3x3 and 5x5 layers with many channels.
 // The arithmetic lives in kernels_impl.h, compiled once per ISA; this file
 // lays out buffers, packs weights and splits work with at::parallel_for.
 // In the backward, a plane grad_weight pass also sums grad_output for
