@@ -19,6 +19,8 @@ def conv_samples(device):
     yield (rand(2, 3, 6, 6).contiguous(memory_format=torch.channels_last), rand(3, 1, 3, 3), rand(3), [1, 1],
            [1, 1], [1, 1], 3)
     yield (rand(0, 2, 5, 5), rand(2, 2, 3, 3), rand(2), [1, 1], [0, 0], [1, 1], 1)
+    # 64 images of few channels: the CPU batch-lane kernels.
+    yield (rand(64, 3, 6, 5), rand(8, 3, 3, 3), rand(8), [1, 1], [1, 1], [1, 1], 1)
 
 
 def test_opcheck_conv2d(device):

@@ -20,8 +20,11 @@ CONFIGS = [
     ((1, 3, 6, 5), (3, 1, 3, 3), 1, "same", 2, 3, True),  # depthwise
     ((3, 5, 5), (2, 3, 2, 2), 2, 0, 1, 1, True),  # unbatched input: (3, 5, 5) is C, H, W
     ((1, 32, 4, 5), (32, 32, 3, 3), 1, 1, 1, 1, True),  # 3x3 stride 1 with channels: Winograd on the CPU
+    ((64, 3, 6, 5), (8, 3, 3, 3), 1, 1, 1, 1, True),  # 64 images, few channels: batch lanes on the CPU
 ]
-CONFIG_IDS = ["plain", "stride-pad-groups", "pairs", "depthwise-same", "unbatched", "winograd"]
+CONFIG_IDS = ["plain", "stride-pad-groups", "pairs", "depthwise-same", "unbatched", "winograd", "batch-lanes"]
+# The gradient checks: the first three and the batch lanes.
+GRAD_CONFIGS, GRAD_IDS = CONFIGS[:3] + CONFIGS[-1:], CONFIG_IDS[:3] + CONFIG_IDS[-1:]
 
 
 def random_operands(config, dtype=torch.float64, device="cpu", seed=0, requires_grad=False):
@@ -139,7 +142,7 @@ def test_nan_and_inf_propagate_like_torch(device, config, where):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("config", CONFIGS[:3], ids=CONFIG_IDS[:3])
+@pytest.mark.parametrize("config", GRAD_CONFIGS, ids=GRAD_IDS)
 def test_nan_and_inf_propagate_through_gradients(device, config):
     x, w, b, hyper = random_operands(config, device=device, seed=6)
     x, w = sprinkle(x, 7, fraction=0.02), sprinkle(w, 8, fraction=0.02)

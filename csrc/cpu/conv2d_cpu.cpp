@@ -501,10 +501,12 @@ struct PlaneRows {
       rows = std::max(rows, pass.Pout);
     }
     // Fewer units than threads (batch 1): each unit's rows are split into
-    // parts, each of which packs the unit's planes again. (Every output is
-    // computed the same way whatever the split.)
+    // parts, each of which packs the rows it reads into a buffer of its own
+    // thread -- while those buffers stay small. (Every output is computed the
+    // same way whatever the split.)
     const int64_t units = src.size(0) * G, threads = at::get_num_threads();
-    const int64_t parts = units >= 2 * threads ? 1 : std::max<int64_t>(1, std::min(rows, ceil_div(4 * threads, units)));
+    const bool small = buffer_size() * int64_t(sizeof(T)) <= (16 << 20);
+    const int64_t parts = units >= 2 * threads || !small ? 1 : std::max<int64_t>(1, std::min(rows, ceil_div(4 * threads, units)));
     at::parallel_for(0, units * parts, grain_for(unit_work / parts), [&](int64_t begin, int64_t end) {
       std::vector<T> buf(buffer_size());
       for (int64_t u = begin; u < end; ++u) unit(u / parts / G, u / parts % G, buf.data(), u % parts, parts);
@@ -549,8 +551,10 @@ at::Tensor subsampled(const at::Tensor& input, const ConvShape& s) {
 // faster (2-core Zen 3, float32; 7x7/2 and 3x3/2 stems, 3x3 and 5x5 on 3 or
 // 4 channels): forward 1.05-2.1x, grad_weight 1.0-1.8x from 4 images on
 // (0.55-0.7x at batch 1, where the wide pass splits pixels finer).
+// (Planes of a unit past 16 MiB would take a buffer that size per thread.)
 bool few_input_channels(const ConvShape& s, bool grad_weight) {
-  return s.C_per_group() <= 4 && (!grad_weight || s.N >= 4);
+  const int64_t unit_bytes = s.C_per_group() * (s.H + 2 * s.pad_h) * (s.W + 2 * s.pad_w) * int64_t(sizeof(double));
+  return s.C_per_group() <= 4 && unit_bytes <= (16 << 20) && (!grad_weight || s.N >= 4);
 }
 
 bool reads_subsampled(const ConvShape& s) {
