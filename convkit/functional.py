@@ -31,10 +31,21 @@ def _plain_call(a, b):
             and not torch._C._are_functorch_transforms_active())
 
 
+_CPU = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
+
+
+def _straight_to_cpu(a):
+    """Whether a plain call may go straight to the CPU kernel, past the
+    dispatcher's other layers: nothing (a dispatch mode, the profiler) watches them."""
+    return a.is_cpu and not torch._C._len_torch_dispatch_stack() and not torch._C._autograd._profiler_enabled()
+
+
 def corr2d(X, K):
     """The textbook 2-D cross-correlation of a 2-D input X with a 2-D kernel K:
     Y[i, j] = (X[i:i+h, j:j+w] * K).sum(), output (H-h+1, W-w+1)."""
     if _plain_call(X, K):
+        if _straight_to_cpu(X):
+            return ops.corr2d.default.redispatch(_CPU, X, K)
         with torch._C._AutoDispatchBelowAutograd():
             return ops.corr2d(X, K)
     _check_tensor(X, "X", None)

@@ -53,3 +53,27 @@ def test_gradcheck(device):
 def test_kernel_as_large_as_input(device):
     X = torch.randn(4, 5, dtype=torch.float64, device=device)
     torch.testing.assert_close(convkit.corr2d(X, X), (X * X).sum().reshape(1, 1))
+
+
+def test_plain_calls_stay_visible(device):
+    # Calls without autograd take a short path to the kernel; dispatch modes
+    # and the profiler must still see the op.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func)
+            return func(*args, **(kwargs or {}))
+
+    X, K = torch.randn(6, 5, device=device), torch.randn(2, 3, device=device)
+    with Seen() as seen:
+        Y = convkit.corr2d(X, K)
+    assert torch.ops.convkit.corr2d.default in seen.ops
+    torch.testing.assert_close(Y, reference.corr2d(X, K))
+    with torch.autograd.profiler.profile() as prof:
+        convkit.corr2d(X, K)
+    assert any(event.name == "convkit::corr2d" for event in prof.function_events)
