@@ -94,12 +94,15 @@ FIXED = [
     dict(N=1, C=32, K=64, H=6, W=6, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=2),
     dict(N=1, C=8, K=8, H=5, W=5, R=3, S=3, stride=(3, 3), padding=(3, 3), dilation=(1, 1), groups=1),
     # Winograd F(2x2, 3x3): odd sizes (tiles hanging over the edges), channel
-    # tails, paddings up to 2, tiny images, channel blocks (C > 256), dilation phases.
+    # tails, paddings up to 2, tiny images, channel blocks (C > 256), dilation phases
+    # (even and odd paddings of 2-phase axes).
     dict(N=2, C=33, K=47, H=7, W=9, R=3, S=3, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
     dict(N=1, C=40, K=32, H=6, W=5, R=3, S=3, stride=(1, 1), padding=(2, 0), dilation=(1, 1), groups=1),
     dict(N=3, C=32, K=36, H=1, W=2, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
     dict(N=1, C=300, K=40, H=5, W=6, R=3, S=3, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
     dict(N=2, C=32, K=33, H=9, W=7, R=3, S=3, stride=(1, 1), padding=(3, 1), dilation=(2, 3), groups=1),
+    dict(N=2, C=32, K=32, H=13, W=12, R=3, S=3, stride=(1, 1), padding=(2, 1), dilation=(2, 2), groups=1),
+    dict(N=1, C=32, K=34, H=11, W=14, R=3, S=3, stride=(1, 1), padding=(0, 3), dilation=(3, 2), groups=1),
     # 5 x 5 and 5 x 3 filters as 3 x 3 Winograd blocks.
     dict(N=2, C=32, K=40, H=9, W=8, R=5, S=5, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
     dict(N=1, C=35, K=32, H=7, W=9, R=5, S=3, stride=(1, 1), padding=(4, 0), dilation=(1, 2), groups=1),

@@ -230,6 +230,8 @@ struct KernelsT {
   void (*wino_weights_grad)(const WinoWeightsGrad<T>&);
   // even[i] = src[2i] for 2i < n, odd[i] = src[2i + 1] for 2i + 1 < n.
   void (*deinterleave)(const T* src, int64_t n, T* even, T* odd);
+  // dst[2i] = even[i] for 2i < n, dst[2i + 1] = odd[i] for 2i + 1 < n.
+  void (*interleave)(const T* even, const T* odd, int64_t n, T* dst);
   // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).
   T (*sum)(const T* p, int64_t n);
 };

@@ -815,6 +815,33 @@ void deinterleave(const T* src, int64_t n, T* even, T* odd) {
   }
 }
 
+// The inverse: two column phases woven back into one row.
+inline void join_even_odd(V<float> even, V<float> odd, V<float>& lo, V<float>& hi) {
+  lo = __builtin_shufflevector(even, odd, 0, 8, 1, 9, 2, 10, 3, 11);
+  hi = __builtin_shufflevector(even, odd, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+inline void join_even_odd(V<double> even, V<double> odd, V<double>& lo, V<double>& hi) {
+  lo = __builtin_shufflevector(even, odd, 0, 4, 1, 5);
+  hi = __builtin_shufflevector(even, odd, 2, 6, 3, 7);
+}
+
+template <typename T>
+void interleave(const T* even, const T* odd, int64_t n, T* dst) {
+  constexpr int L = Vec<T>::L;
+  int64_t i = 0;
+  for (; 2 * (i + L) <= n; i += L) {
+    V<T> lo, hi;
+    join_even_odd(loadu(even + i), loadu(odd + i), lo, hi);
+    storeu(dst + 2 * i, lo);
+    storeu(dst + 2 * i + L, hi);
+  }
+  for (; 2 * i < n; ++i) {
+    dst[2 * i] = even[i];
+    if (2 * i + 1 < n) dst[2 * i + 1] = odd[i];
+  }
+}
+
 template <typename T>
 T sum(const T* p, int64_t n) {
   constexpr int L = Vec<T>::L;
@@ -850,6 +877,7 @@ KernelsT<T> make_kernels() {
   k.wino_gy = &wino_gy<T>;
   k.wino_weights_grad = &wino_weights_grad<T>;
   k.deinterleave = &deinterleave<T>;
+  k.interleave = &interleave<T>;
   k.sum = &sum<T>;
   return k;
 }
