@@ -164,6 +164,38 @@ def test_winograd_agrees_with_direct_kernels(layout, monkeypatch):
         torch.testing.assert_close(a, d, rtol=1e-12, atol=1e-12)
 
 
+def test_packed_weights_never_go_stale(monkeypatch):
+    """Packed weights are cached across calls; every way of changing the
+    weights in place (an in-place op, a write through .data, one element)
+    must reach the next call, in the forward and in grad_input."""
+    monkeypatch.setenv("CONVKIT_WINOGRAD", "1")
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 32, 9, 8, generator=gen, dtype=torch.float64)
+    go = torch.randn(2, 33, 9, 8, generator=gen, dtype=torch.float64)
+    w = torch.randn(33, 32, 3, 3, generator=gen, dtype=torch.float64)
+    hyper = ([1, 1], [1, 1], [1, 1], 1)
+
+    def check():
+        torch.testing.assert_close(ops.conv2d(x, w, None, *hyper), F.conv2d(x, w, None, 1, 1))
+        grad_input = ops.conv2d_backward(go, x, w, *hyper, [True, False, False])[0]
+        torch.testing.assert_close(grad_input, torch.ops.aten.convolution_backward(
+            go, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False])[0])
+
+    check()
+    check()  # served from the cache
+    w.mul_(-0.5)
+    check()
+    w.data[3, 7, 1, 2] += 1.0
+    check()
+    w.data.copy_(torch.randn(w.shape, generator=gen, dtype=torch.float64))
+    check()
+    # Another tensor with the same values shares the packed form; a different one does not.
+    w = w.clone()
+    check()
+    w[0, 0, 0, 0] = -w[0, 0, 0, 0]
+    check()
+
+
 def test_corr2d_matches_torch():
     for h, w, kh, kw in [(28, 28, 5, 5), (1, 1, 1, 1), (6, 8, 1, 2), (40, 3, 7, 3)]:
         x, k = torch.randn(h, w, dtype=torch.float64), torch.randn(kh, kw, dtype=torch.float64)

@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "packed_cache.h"
 
 namespace convkit {
 namespace cpu {
@@ -106,7 +107,10 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
   const T* x = in.buf.const_data_ptr<T>();
 
   const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), KT = ceil_div(KB, kt.tiles), LANES = kt.tiles * NR;
-  const at::Tensor U = transform_weights<T>(Kout, Cred, w, blk, src.options());
+  std::vector<int64_t> key{'W', int64_t(src.scalar_type()), Kout, Cred, w.g_stride, w.k_stride, w.c_stride, w.rs, blk.R, blk.S};
+  key.insert(key.end(), w.tap.begin(), w.tap.end());
+  const at::Tensor U = cached_packing(w.src, sizeof(T) * Kout * Cred * w.rs, std::move(key),
+                                      [&] { return transform_weights<T>(Kout, Cred, w, blk, src.options()); });
   std::vector<T> bpack(KB * NR, T(0));
   if (bias) std::copy(bias, bias + Kout, bpack.begin());
 

@@ -1,0 +1,81 @@
+#include "packed_cache.h"
+
+#include "buffers.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <utility>
+
+namespace convkit {
+namespace cpu {
+namespace {
+
+struct Entry {
+  std::vector<int64_t> key;
+  at::Tensor source;  // bytes: the weights the packing came from (pooled, so a miss costs no page faults)
+  at::Tensor packed;
+  size_t cost() const { return source.nbytes() + packed.nbytes(); }
+};
+
+size_t cache_limit() {
+  const char* env = std::getenv("CONVKIT_PACKED_CACHE_MB");
+  return (env && *env ? size_t(std::strtoull(env, nullptr, 10)) : size_t(64)) << 20;
+}
+
+class PackedCache {
+ public:
+  at::Tensor find(const void* weights, size_t bytes, const std::vector<int64_t>& key) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+      if (it->key == key && it->source.nbytes() == bytes && std::memcmp(it->source.const_data_ptr(), weights, bytes) == 0) {
+        entries_.splice(entries_.begin(), entries_, it);  // most recently used first
+        return it->packed;
+      }
+    return at::Tensor();
+  }
+
+  void add(const void* weights, size_t bytes, std::vector<int64_t> key, const at::Tensor& packed) {
+    if (bytes + packed.nbytes() > limit_) return;
+    Entry entry{std::move(key), empty_pooled({int64_t(bytes)}, at::TensorOptions().dtype(at::kByte)), packed};
+    std::memcpy(entry.source.mutable_data_ptr(), weights, bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    used_ += entry.cost();
+    entries_.push_front(std::move(entry));
+    while (used_ > limit_) {
+      used_ -= entries_.back().cost();
+      entries_.pop_back();
+    }
+  }
+
+  bool enabled() const { return limit_ > 0; }
+
+ private:
+  std::mutex mutex_;
+  std::list<Entry> entries_;
+  size_t used_ = 0;
+  const size_t limit_ = cache_limit();
+};
+
+// Never destroyed: cached tensors may outlive static destruction order.
+PackedCache& cache() {
+  static PackedCache* instance = new PackedCache();
+  return *instance;
+}
+
+}  // namespace
+
+at::Tensor cached_packing(const void* weights, size_t bytes, std::vector<int64_t> key,
+                          const std::function<at::Tensor()>& pack) {
+  PackedCache& c = cache();
+  if (!c.enabled()) return pack();
+  at::Tensor hit = c.find(weights, bytes, key);
+  if (hit.defined()) return hit;
+  at::Tensor packed = pack();
+  c.add(weights, bytes, std::move(key), packed);
+  return packed;
+}
+
+}  // namespace cpu
+}  // namespace convkit
