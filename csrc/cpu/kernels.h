@@ -157,11 +157,12 @@ struct Transpose {
   int64_t out_row, out_lane;
 };
 
-// Winograd F(2x2, 3x3) transforms, vectorized across channels. Tile t of a
-// chunk sits at tile row t / tiles_per_row, tile column t % tiles_per_row;
-// tiles are 2 x 2 output pixels read from 4 x 4 input patches.
-// Input: for c < C and the 16 (i, j) of each tile,
-//   v[(4i + j) * v_xi + t * v_tile + c] = (B^T d B)[i][j],
+// Winograd F(2x2, r x r) transforms (r = 3 or 5), vectorized across
+// channels. Tile t of a chunk sits at tile row t / tiles_per_row, tile column
+// t % tiles_per_row; tiles are 2 x 2 output pixels read from A x A input
+// patches, A = r + 1, with A * A transformed values (xi) each.
+// Input: for c < C and the A * A (i, j) of each tile,
+//   v[(A i + j) * v_xi + t * v_tile + c] = (B^T d B)[i][j],
 //   d[r][s] = in[(2 * row(t) + r) * in_row + (2 * col(t) + s) * in_col + c].
 template <typename T>
 struct WinoInput {
@@ -169,11 +170,12 @@ struct WinoInput {
   int64_t in_row, in_col, C, ntiles, tiles_per_row;
   T* v;
   int64_t v_xi, v_tile;
+  int64_t r = 3;  // filter size of the transform
 };
 
-// Filters of one wide tile (NR lanes): for c < C, xi < 16 and l < NR,
-//   u[xi * u_xi + c * NR + l] = (G g G^T)[xi], g[r][s] = g[(c * rs + tap[3r + s]) * NR + l]
-// (zero where tap[3r + s] < 0).
+// Filters of one wide tile (NR lanes): for c < C, xi < A * A and l < NR,
+//   u[xi * u_xi + c * NR + l] = (G g G^T)[xi], g[i][j] = g[(c * rs + tap[r i + j]) * NR + l]
+// (zero where tap[r i + j] < 0).
 template <typename T>
 struct WinoWeights {
   const T* g;
@@ -182,11 +184,12 @@ struct WinoWeights {
   int64_t C;
   T* u;
   int64_t u_xi;
+  int64_t r = 3;
 };
 
 // Output: for the tiles t0 .. t0 + ntiles - 1 of a chunk and lane l < lanes,
 //   out[((2 * row(t) + i) * out_row + 2 * col(t) + j) * lanes + l] = bias[l] + (A^T m A)[i][j],
-//   m[4a + b] = m[(4a + b) * m_xi + (t - t0) * lanes + l],
+//   m[A a + b] = m[(A a + b) * m_xi + (t - t0) * lanes + l],
 // for the pixels inside rows x cols (tiles at the edges may hang over).
 template <typename T>
 struct WinoOutput {
@@ -195,10 +198,11 @@ struct WinoOutput {
   const T* bias;  // lanes values, or null
   T* out;
   int64_t out_row, rows, cols;
+  int64_t r = 3;
 };
 
-// grad_weight of Winograd F(2x2, 3x3) as its adjoint: for c < C and l < lanes,
-//   out[(c * 9 + 3r + s) * out_row + l] = (G^T u G)[r][s], u[xi] = du[xi * du_xi + c * lanes + l].
+// grad_weight of Winograd F(2x2, r x r) as its adjoint: for c < C and l < lanes,
+//   out[(c * r * r + r i + j) * out_row + l] = (G^T u G)[i][j], u[xi] = du[xi * du_xi + c * lanes + l].
 // The matching grad_output transform (wino_gy) reads 2 x 2 patches with
 // WinoInput's fields and writes A dy A^T.
 template <typename T>
@@ -207,6 +211,7 @@ struct WinoWeightsGrad {
   int64_t du_xi, C, lanes;
   T* out;
   int64_t out_row;
+  int64_t r = 3;
 };
 
 template <typename T>

@@ -603,189 +603,282 @@ inline void store_as(T* p, X x) {
   std::memcpy(p, &x, sizeof(X));
 }
 
-// 1-D input transform B^T d.
-template <typename X>
-inline void wino_bt(const X (&d)[4], X (&e)[4]) {
-  e[0] = d[0] - d[2];
-  e[1] = d[1] + d[2];
-  e[2] = d[2] - d[1];
-  e[3] = d[1] - d[3];
-}
+// Winograd F(2x2, r x r) transforms, one struct per filter size r: patches
+// of A = r + 1 values per axis, 1-D transforms
+//   bt: d (A) -> B^T d,  g: filter (r) -> G g,  at: products (A) -> A^T m (2),
+// and the adjoints for grad_weight: a: grad_output (2) -> A dy, gt: (A) -> G^T u (r).
+// F(2, 3) interpolates at 0, 1, -1 and infinity; F(2, 5) at 0, 1, -1, 2, -2
+// and infinity, with G's rows scaled by 1/4, -1/6, -1/6, 1/24, 1/24, 1.
+struct WinoF23 {
+  static constexpr int A = 4, R = 3;
+  template <typename X, typename T>
+  static void bt(const X (&d)[4], X (&e)[4]) {
+    e[0] = d[0] - d[2];
+    e[1] = d[1] + d[2];
+    e[2] = d[2] - d[1];
+    e[3] = d[1] - d[3];
+  }
+  template <typename X, typename T>
+  static void g(const X (&g)[3], X (&a)[4]) {
+    a[0] = g[0];
+    a[1] = T(0.5) * (g[0] + g[1] + g[2]);
+    a[2] = T(0.5) * (g[0] - g[1] + g[2]);
+    a[3] = g[2];
+  }
+  template <typename X, typename T>
+  static void at(const X (&m)[4], X (&y)[2]) {
+    y[0] = m[0] + m[1] + m[2];
+    y[1] = m[1] - m[2] - m[3];
+  }
+  template <typename X, typename T>
+  static void a(const X (&y)[2], X (&z)[4]) {
+    z[0] = y[0];
+    z[1] = y[0] + y[1];
+    z[2] = y[0] - y[1];
+    z[3] = -y[1];
+  }
+  template <typename X, typename T>
+  static void gt(const X (&u)[4], X (&g)[3]) {
+    g[0] = u[0] + T(0.5) * (u[1] + u[2]);
+    g[1] = T(0.5) * (u[1] - u[2]);
+    g[2] = T(0.5) * (u[1] + u[2]) + u[3];
+  }
+};
 
-// 1-D filter transform G g.
-template <typename X, typename T>
-inline void wino_g(const X (&g)[3], X (&a)[4]) {
-  a[0] = g[0];
-  a[1] = T(0.5) * (g[0] + g[1] + g[2]);
-  a[2] = T(0.5) * (g[0] - g[1] + g[2]);
-  a[3] = g[2];
-}
+struct WinoF25 {
+  static constexpr int A = 6, R = 5;
+  template <typename X, typename T>
+  static void bt(const X (&d)[6], X (&e)[6]) {
+    const X s = d[4] - T(4) * d[2], t = d[3] - T(4) * d[1], u = d[4] - d[2], v = T(2) * (d[3] - d[1]);
+    e[0] = T(4) * d[0] - T(5) * d[2] + d[4];
+    e[1] = s + t;
+    e[2] = s - t;
+    e[3] = u + v;
+    e[4] = u - v;
+    e[5] = T(4) * d[1] - T(5) * d[3] + d[5];
+  }
+  template <typename X, typename T>
+  static void g(const X (&g)[5], X (&a)[6]) {
+    const X even = g[0] + g[2] + g[4], odd = g[1] + g[3];
+    const X even4 = g[0] + T(4) * g[2] + T(16) * g[4], odd4 = T(2) * g[1] + T(8) * g[3];
+    a[0] = T(0.25) * g[0];
+    a[1] = T(-1.0 / 6) * (even + odd);
+    a[2] = T(-1.0 / 6) * (even - odd);
+    a[3] = T(1.0 / 24) * (even4 + odd4);
+    a[4] = T(1.0 / 24) * (even4 - odd4);
+    a[5] = g[4];
+  }
+  template <typename X, typename T>
+  static void at(const X (&m)[6], X (&y)[2]) {
+    y[0] = m[0] + m[1] + m[2] + m[3] + m[4];
+    y[1] = m[1] - m[2] + T(2) * (m[3] - m[4]) + m[5];
+  }
+  template <typename X, typename T>
+  static void a(const X (&y)[2], X (&z)[6]) {
+    z[0] = y[0];
+    z[1] = y[0] + y[1];
+    z[2] = y[0] - y[1];
+    z[3] = y[0] + T(2) * y[1];
+    z[4] = y[0] - T(2) * y[1];
+    z[5] = y[1];
+  }
+  template <typename X, typename T>
+  static void gt(const X (&u)[6], X (&g)[5]) {
+    const X p = u[1] + u[2], m = u[1] - u[2], P = u[3] + u[4], M = u[3] - u[4];
+    g[0] = T(0.25) * u[0] - T(1.0 / 6) * p + T(1.0 / 24) * P;
+    g[1] = T(1.0 / 12) * M - T(1.0 / 6) * m;
+    g[2] = T(1.0 / 6) * (P - p);
+    g[3] = T(1.0 / 3) * M - T(1.0 / 6) * m;
+    g[4] = T(2.0 / 3) * P - T(1.0 / 6) * p + u[5];
+  }
+};
 
-template <typename T>
-void wino_weights(const WinoWeights<T>& a) {
+template <typename F, typename T>
+void wino_weights_f(const WinoWeights<T>& a) {
   using X = typename Wide<T>::type;
-  constexpr int NR = Wide<T>::NR, L = Wide<T>::L;
+  constexpr int NR = Wide<T>::NR, L = Wide<T>::L, A = F::A, R = F::R;
   for (int64_t c = 0; c < a.C; ++c)
     for (int l = 0; l < NR; l += L) {
       const T* g = a.g + c * a.rs * NR + l;
-      X cols[3][4];  // cols[s]: column s of the filter, transformed along its rows
-#pragma GCC unroll 3
-      for (int s = 0; s < 3; ++s) {
-        X col[3];
-#pragma GCC unroll 3
-        for (int r = 0; r < 3; ++r) col[r] = a.tap[3 * r + s] < 0 ? X{} : load_as<X>(g + a.tap[3 * r + s] * NR);
-        wino_g<X, T>(col, cols[s]);
+      X cols[R][A];  // cols[s]: column s of the filter, transformed along its rows
+#pragma GCC unroll 5
+      for (int s = 0; s < R; ++s) {
+        X col[R];
+#pragma GCC unroll 5
+        for (int r = 0; r < R; ++r) col[r] = a.tap[R * r + s] < 0 ? X{} : load_as<X>(g + a.tap[R * r + s] * NR);
+        F::template g<X, T>(col, cols[s]);
       }
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) {
-        const X row[3] = {cols[0][i], cols[1][i], cols[2][i]};
-        X u[4];
-        wino_g<X, T>(row, u);
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) store_as(a.u + (4 * i + j) * a.u_xi + c * NR + l, u[j]);
+#pragma GCC unroll 6
+      for (int i = 0; i < A; ++i) {
+        X row[R], u[A];
+#pragma GCC unroll 5
+        for (int s = 0; s < R; ++s) row[s] = cols[s][i];
+        F::template g<X, T>(row, u);
+#pragma GCC unroll 6
+        for (int j = 0; j < A; ++j) store_as(a.u + (A * i + j) * a.u_xi + c * NR + l, u[j]);
       }
     }
 }
 
-template <typename T, typename X>
+template <typename T>
+void wino_weights(const WinoWeights<T>& a) {
+  a.r == 5 ? wino_weights_f<WinoF25>(a) : wino_weights_f<WinoF23>(a);
+}
+
+template <typename F, typename T, typename X>
 inline void wino_input_at(const WinoInput<T>& a, int64_t t, int64_t c) {
+  constexpr int A = F::A;
   const T* src = a.in + 2 * (t / a.tiles_per_row) * a.in_row + 2 * (t % a.tiles_per_row) * a.in_col + c;
-  X rows[4][4];  // rows[r][j]: row r of the patch, transformed along its columns
-#pragma GCC unroll 4
-  for (int r = 0; r < 4; ++r) {
-    X d[4];
-#pragma GCC unroll 4
-    for (int s = 0; s < 4; ++s) d[s] = load_as<X>(src + r * a.in_row + s * a.in_col);
-    wino_bt(d, rows[r]);
+  X rows[A][A];  // rows[r][j]: row r of the patch, transformed along its columns
+#pragma GCC unroll 6
+  for (int r = 0; r < A; ++r) {
+    X d[A];
+#pragma GCC unroll 6
+    for (int s = 0; s < A; ++s) d[s] = load_as<X>(src + r * a.in_row + s * a.in_col);
+    F::template bt<X, T>(d, rows[r]);
   }
   T* dst = a.v + t * a.v_tile + c;
-#pragma GCC unroll 4
-  for (int j = 0; j < 4; ++j) {
-    X d[4] = {rows[0][j], rows[1][j], rows[2][j], rows[3][j]}, e[4];
-    wino_bt(d, e);
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) store_as(dst + (4 * i + j) * a.v_xi, e[i]);
+#pragma GCC unroll 6
+  for (int j = 0; j < A; ++j) {
+    X d[A], e[A];
+#pragma GCC unroll 6
+    for (int r = 0; r < A; ++r) d[r] = rows[r][j];
+    F::template bt<X, T>(d, e);
+#pragma GCC unroll 6
+    for (int i = 0; i < A; ++i) store_as(dst + (A * i + j) * a.v_xi, e[i]);
+  }
+}
+
+template <typename F, typename T>
+void wino_input_f(const WinoInput<T>& a) {
+  constexpr int L = Wide<T>::L;
+  for (int64_t t = 0; t < a.ntiles; ++t) {
+    int64_t c = 0;
+    for (; c + L <= a.C; c += L) wino_input_at<F, T, typename Wide<T>::type>(a, t, c);
+    for (; c < a.C; ++c) wino_input_at<F, T, T>(a, t, c);
   }
 }
 
 template <typename T>
 void wino_input(const WinoInput<T>& a) {
-  constexpr int L = Wide<T>::L;
-  for (int64_t t = 0; t < a.ntiles; ++t) {
-    int64_t c = 0;
-    for (; c + L <= a.C; c += L) wino_input_at<T, typename Wide<T>::type>(a, t, c);
-    for (; c < a.C; ++c) wino_input_at<T, T>(a, t, c);
-  }
+  a.r == 5 ? wino_input_f<WinoF25>(a) : wino_input_f<WinoF23>(a);
 }
 
-template <typename T, typename X>
+template <typename F, typename T, typename X>
 inline void wino_output_at(const WinoOutput<T>& a, int64_t t, int64_t l) {
+  constexpr int A = F::A;
   const T* src = a.m + (t - a.t0) * a.lanes + l;
-  X m[16], u[2][4];
-#pragma GCC unroll 16
-  for (int x = 0; x < 16; ++x) m[x] = load_as<X>(src + x * a.m_xi);
-#pragma GCC unroll 4
-  for (int b = 0; b < 4; ++b) {  // A^T along the first index
-    u[0][b] = m[b] + m[4 + b] + m[8 + b];
-    u[1][b] = m[4 + b] - m[8 + b] - m[12 + b];
+  X u[2][A];  // A^T along the first index
+#pragma GCC unroll 6
+  for (int b = 0; b < A; ++b) {
+    X m[A], y[2];
+#pragma GCC unroll 6
+    for (int i = 0; i < A; ++i) m[i] = load_as<X>(src + (A * i + b) * a.m_xi);
+    F::template at<X, T>(m, y);
+    u[0][b] = y[0];
+    u[1][b] = y[1];
   }
   const X bias = a.bias ? load_as<X>(a.bias + l) : X{};
   const int64_t row = 2 * (t / a.tiles_per_row), col = 2 * (t % a.tiles_per_row);
 #pragma GCC unroll 2
   for (int i = 0; i < 2; ++i) {
     if (row + i >= a.rows) break;
+    X y[2];
+    F::template at<X, T>(u[i], y);
     T* dst = a.out + ((row + i) * a.out_row + col) * a.lanes + l;
-    store_as(dst, bias + u[i][0] + u[i][1] + u[i][2]);
-    if (col + 1 < a.cols) store_as(dst + a.lanes, bias + u[i][1] - u[i][2] - u[i][3]);
+    store_as(dst, bias + y[0]);
+    if (col + 1 < a.cols) store_as(dst + a.lanes, bias + y[1]);
+  }
+}
+
+template <typename F, typename T>
+void wino_output_f(const WinoOutput<T>& a) {
+  constexpr int L = Wide<T>::L;
+  for (int64_t t = a.t0; t < a.t0 + a.ntiles; ++t) {
+    int64_t l = 0;
+    for (; l + L <= a.lanes; l += L) wino_output_at<F, T, typename Wide<T>::type>(a, t, l);
+    for (; l < a.lanes; ++l) wino_output_at<F, T, T>(a, t, l);
   }
 }
 
 template <typename T>
 void wino_output(const WinoOutput<T>& a) {
-  constexpr int L = Wide<T>::L;
-  for (int64_t t = a.t0; t < a.t0 + a.ntiles; ++t) {
-    int64_t l = 0;
-    for (; l + L <= a.lanes; l += L) wino_output_at<T, typename Wide<T>::type>(a, t, l);
-    for (; l < a.lanes; ++l) wino_output_at<T, T>(a, t, l);
-  }
+  a.r == 5 ? wino_output_f<WinoF25>(a) : wino_output_f<WinoF23>(a);
 }
 
-// The adjoint transforms for grad_weight: A dy (2 -> 4) on grad_output
-// patches, G^T u (4 -> 3) on the summed products.
-template <typename X>
-inline void wino_a(const X (&y)[2], X (&z)[4]) {
-  z[0] = y[0];
-  z[1] = y[0] + y[1];
-  z[2] = y[0] - y[1];
-  z[3] = -y[1];
-}
-
-template <typename X, typename T>
-inline void wino_gt(const X (&u)[4], X (&g)[3]) {
-  g[0] = u[0] + T(0.5) * (u[1] + u[2]);
-  g[1] = T(0.5) * (u[1] - u[2]);
-  g[2] = T(0.5) * (u[1] + u[2]) + u[3];
-}
-
-template <typename T, typename X>
+template <typename F, typename T, typename X>
 inline void wino_gy_at(const WinoInput<T>& a, int64_t t, int64_t c) {
+  constexpr int A = F::A;
   const T* src = a.in + 2 * (t / a.tiles_per_row) * a.in_row + 2 * (t % a.tiles_per_row) * a.in_col + c;
-  X rows[2][4];
+  X rows[2][A];
 #pragma GCC unroll 2
   for (int r = 0; r < 2; ++r) {
     const X y[2] = {load_as<X>(src + r * a.in_row), load_as<X>(src + r * a.in_row + a.in_col)};
-    wino_a(y, rows[r]);
+    F::template a<X, T>(y, rows[r]);
   }
   T* dst = a.v + t * a.v_tile + c;
-#pragma GCC unroll 4
-  for (int j = 0; j < 4; ++j) {
+#pragma GCC unroll 6
+  for (int j = 0; j < A; ++j) {
     const X y[2] = {rows[0][j], rows[1][j]};
-    X z[4];
-    wino_a(y, z);
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) store_as(dst + (4 * i + j) * a.v_xi, z[i]);
+    X z[A];
+    F::template a<X, T>(y, z);
+#pragma GCC unroll 6
+    for (int i = 0; i < A; ++i) store_as(dst + (A * i + j) * a.v_xi, z[i]);
+  }
+}
+
+template <typename F, typename T>
+void wino_gy_f(const WinoInput<T>& a) {
+  constexpr int L = Wide<T>::L;
+  for (int64_t t = 0; t < a.ntiles; ++t) {
+    int64_t c = 0;
+    for (; c + L <= a.C; c += L) wino_gy_at<F, T, typename Wide<T>::type>(a, t, c);
+    for (; c < a.C; ++c) wino_gy_at<F, T, T>(a, t, c);
   }
 }
 
 template <typename T>
 void wino_gy(const WinoInput<T>& a) {
-  constexpr int L = Wide<T>::L;
-  for (int64_t t = 0; t < a.ntiles; ++t) {
-    int64_t c = 0;
-    for (; c + L <= a.C; c += L) wino_gy_at<T, typename Wide<T>::type>(a, t, c);
-    for (; c < a.C; ++c) wino_gy_at<T, T>(a, t, c);
+  a.r == 5 ? wino_gy_f<WinoF25>(a) : wino_gy_f<WinoF23>(a);
+}
+
+template <typename F, typename T, typename X>
+inline void wino_weights_grad_at(const WinoWeightsGrad<T>& a, int64_t c, int64_t l) {
+  constexpr int A = F::A, R = F::R;
+  const T* src = a.du + c * a.lanes + l;
+  X cols[A][R];  // cols[j]: column j of u, reduced along its rows
+#pragma GCC unroll 6
+  for (int j = 0; j < A; ++j) {
+    X u[A];
+#pragma GCC unroll 6
+    for (int i = 0; i < A; ++i) u[i] = load_as<X>(src + (A * i + j) * a.du_xi);
+    F::template gt<X, T>(u, cols[j]);
+  }
+  T* dst = a.out + c * R * R * a.out_row + l;
+#pragma GCC unroll 5
+  for (int r = 0; r < R; ++r) {
+    X u[A], g[R];
+#pragma GCC unroll 6
+    for (int j = 0; j < A; ++j) u[j] = cols[j][r];
+    F::template gt<X, T>(u, g);
+#pragma GCC unroll 5
+    for (int s = 0; s < R; ++s) store_as(dst + (R * r + s) * a.out_row, g[s]);
   }
 }
 
-template <typename T, typename X>
-inline void wino_weights_grad_at(const WinoWeightsGrad<T>& a, int64_t c, int64_t l) {
-  const T* src = a.du + c * a.lanes + l;
-  X cols[4][3];  // cols[j]: column j of u, reduced along its rows
-#pragma GCC unroll 4
-  for (int j = 0; j < 4; ++j) {
-    const X u[4] = {load_as<X>(src + j * a.du_xi), load_as<X>(src + (4 + j) * a.du_xi),
-                    load_as<X>(src + (8 + j) * a.du_xi), load_as<X>(src + (12 + j) * a.du_xi)};
-    wino_gt<X, T>(u, cols[j]);
-  }
-  T* dst = a.out + c * 9 * a.out_row + l;
-#pragma GCC unroll 3
-  for (int r = 0; r < 3; ++r) {
-    const X u[4] = {cols[0][r], cols[1][r], cols[2][r], cols[3][r]};
-    X g[3];
-    wino_gt<X, T>(u, g);
-#pragma GCC unroll 3
-    for (int s = 0; s < 3; ++s) store_as(dst + (3 * r + s) * a.out_row, g[s]);
+template <typename F, typename T>
+void wino_weights_grad_f(const WinoWeightsGrad<T>& a) {
+  constexpr int L = Wide<T>::L;
+  for (int64_t c = 0; c < a.C; ++c) {
+    int64_t l = 0;
+    for (; l + L <= a.lanes; l += L) wino_weights_grad_at<F, T, typename Wide<T>::type>(a, c, l);
+    for (; l < a.lanes; ++l) wino_weights_grad_at<F, T, T>(a, c, l);
   }
 }
 
 template <typename T>
 void wino_weights_grad(const WinoWeightsGrad<T>& a) {
-  constexpr int L = Wide<T>::L;
-  for (int64_t c = 0; c < a.C; ++c) {
-    int64_t l = 0;
-    for (; l + L <= a.lanes; l += L) wino_weights_grad_at<T, typename Wide<T>::type>(a, c, l);
-    for (; l < a.lanes; ++l) wino_weights_grad_at<T, T>(a, c, l);
-  }
+  a.r == 5 ? wino_weights_grad_f<WinoF25>(a) : wino_weights_grad_f<WinoF23>(a);
 }
 
 // Even and odd elements of a row (the two column phases of a stride-2 layout).

@@ -5,13 +5,15 @@
 // (tiles x channels) x (channels x outputs), run by the wide tile kernel with
 // a single tap; the transforms are vector kernels across channels.
 //
-// Larger filters (5 x 5) are cut into 3 x 3 blocks, zero past the edges:
+// 5 x 5 filters run F(2x2, 5x5) the same way on 6 x 6 patches: 36 products
+// per tile and channel pair instead of 100. Other sizes (3 x 5, and
+// grad_weight of 5 x 5) are cut into 3 x 3 blocks, zero past the edges:
 // block b reads the patches shifted by its offset, and the products reduce
-// over (block, channel) pairs -- 64 products per 5 x 5 tile instead of 100.
+// over (block, channel) pairs.
 //
 // Data flow per task (a chunk of tiles of one image, a range of output tiles):
-// channels-last padded input -> transformed patches V[16][tile][block, c] (L2) ->
-// per block of tiles, the 16 products M[16][tile][lanes] (L1) -> output
+// channels-last padded input -> transformed patches V[xi][tile][block, c] (L2) ->
+// per block of tiles, the products M[xi][tile][lanes] (L1) -> output
 // transform into a channels-last staging block -> the output's own layout.
 #include "winograd.h"
 
@@ -27,38 +29,42 @@ namespace convkit {
 namespace cpu {
 namespace {
 
-constexpr int64_t kXi = 16;  // transformed values per tile
-
-// An R x S filter as 3 x 3 blocks: block b covers taps (3 * (b / bs) + r, 3 * (b % bs) + s).
+// An R x S filter as k x k blocks, run by F(2x2, k x k) (k = 3 or 5):
+// block b covers taps (k * (b / bs) + r, k * (b % bs) + s).
 struct Blocks {
-  int64_t R, S, br, bs;
-  Blocks(int64_t R_, int64_t S_) : R(R_), S(S_), br(ceil_div(R_, 3)), bs(ceil_div(S_, 3)) {}
+  int64_t R, S, k, br, bs;
+  Blocks(int64_t R_, int64_t S_, int64_t k_) : R(R_), S(S_), k(k_), br(ceil_div(R_, k_)), bs(ceil_div(S_, k_)) {}
   int64_t count() const { return br * bs; }
-  int64_t row(int64_t b) const { return 3 * (b / bs); }
-  int64_t col(int64_t b) const { return 3 * (b % bs); }
+  int64_t row(int64_t b) const { return k * (b / bs); }
+  int64_t col(int64_t b) const { return k * (b % bs); }
+  int64_t xi() const { return (k + 1) * (k + 1); }  // transformed values per tile
   // Tap index (r * S + s) of block b's tap (r, s), or -1 past the filter's edge.
   int64_t tap(int64_t b, int64_t r, int64_t s) const {
     return row(b) + r < R && col(b) + s < S ? (row(b) + r) * S + col(b) + s : -1;
   }
 };
 
+// The blocks for the forward and grad_input passes: a 5 x 5 filter is one block.
+Blocks pass_blocks(int64_t R, int64_t S) { return Blocks(R, S, R == 5 && S == 5 ? 5 : 3); }
+
 // Transformed filters U = G g G^T, packed [output tile][xi][block, c][NR lanes]
-// for the wide kernel (a call covering tiles kb, kb+1 finds the second at + 16 * Cb * NR).
+// for the wide kernel (a call covering tiles kb, kb+1 finds the second at + xi * Ctot * NR).
 template <typename T>
 at::Tensor transform_weights(int64_t Kout, int64_t Cred, const WeightView<T>& w, const Blocks& blk,
                              const at::TensorOptions& options) {
-  const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR), Ctot = blk.count() * Cred;
-  at::Tensor packed = empty_pooled({KB * kXi * Ctot * NR}, options);
+  const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR), Ctot = blk.count() * Cred, xi = blk.xi(), kk = blk.k * blk.k;
+  at::Tensor packed = empty_pooled({KB * xi * Ctot * NR}, options);
   T* base = packed.mutable_data_ptr<T>();
-  std::vector<int64_t> taps(blk.count() * 9);
+  std::vector<int64_t> taps(blk.count() * kk);
   for (int64_t b = 0; b < blk.count(); ++b)
-    for (int64_t t = 0; t < 9; ++t) {
-      const int64_t tap = blk.tap(b, t / 3, t % 3);
-      taps[b * 9 + t] = tap < 0 ? -1 : w.tap[tap];
+    for (int64_t t = 0; t < kk; ++t) {
+      const int64_t tap = blk.tap(b, t / blk.k, t % blk.k);
+      taps[b * kk + t] = tap < 0 ? -1 : w.tap[tap];
     }
   for_each_weight_tile<T>(1, Kout, Cred, w, [&](int64_t kb, const T* lanes_last) {
     for (int64_t b = 0; b < blk.count(); ++b) {
-      WinoWeights<T> a{lanes_last, w.rs, taps.data() + b * 9, Cred, base + (kb * kXi * Ctot + b * Cred) * NR, Ctot * NR};
+      WinoWeights<T> a{lanes_last, w.rs, taps.data() + b * kk, Cred, base + (kb * xi * Ctot + b * Cred) * NR, Ctot * NR,
+                       blk.k};
       kern<T>().wino_weights(a);
     }
   });
@@ -74,7 +80,8 @@ struct TileInput {
 
 template <typename T>
 TileInput tile_input(const at::Tensor& src, int64_t top, int64_t left, int64_t TP, int64_t TQ, const Blocks& blk) {
-  const int64_t C = src.size(1), rows = 2 * TP + 2 + blk.row(blk.count() - 1), cols = 2 * TQ + 2 + blk.col(blk.count() - 1);
+  const int64_t C = src.size(1), rows = 2 * TP + blk.k - 1 + blk.row(blk.count() - 1),
+                cols = 2 * TQ + blk.k - 1 + blk.col(blk.count() - 1);
   const at::Tensor buf = channels_last_padded<T>(src, 1, C, top, left, rows, cols);
   return {buf, buf.stride(2), buf.stride(1), buf.stride(0)};
 }
@@ -86,7 +93,7 @@ void transform_patches(const T* x, const TileInput& in, int64_t C, const Blocks&
                        int64_t tiles_per_row, T* v, int64_t v_xi, int64_t v_tile) {
   for (int64_t b = 0; b < blk.count(); ++b) {
     WinoInput<T> wi{x + blk.row(b) * in.in_row + blk.col(b) * in.in_col, in.in_row, in.in_col, C, ntiles,
-                    tiles_per_row, v + b * C, v_xi, v_tile};
+                    tiles_per_row, v + b * C, v_xi, v_tile, blk.k};
     kern<T>().wino_input(wi);
   }
 }
@@ -98,7 +105,7 @@ template <typename T>
 void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const WeightView<T>& w, const Blocks& blk,
                    int64_t Cred, int64_t Kout, const T* bias, at::Tensor& y) {
   const KernelsT<T>& kt = kern<T>();
-  const int64_t N = src.size(0), P = y.size(2), Q = y.size(3), Ctot = blk.count() * Cred;
+  const int64_t N = src.size(0), P = y.size(2), Q = y.size(3), Ctot = blk.count() * Cred, nxi = blk.xi();
   const int64_t Cv = conflict_free_stride<T>(Ctot);  // tile stride of the transformed patches
   const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2);
   // Tiles at the bottom and right edges may read past the padded input: the
@@ -107,7 +114,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
   const T* x = in.buf.const_data_ptr<T>();
 
   const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), KT = ceil_div(KB, kt.tiles), LANES = kt.tiles * NR;
-  std::vector<int64_t> key{'W', int64_t(src.scalar_type()), Kout, Cred, w.g_stride, w.k_stride, w.c_stride, w.rs, blk.R, blk.S};
+  std::vector<int64_t> key{'W', int64_t(src.scalar_type()), Kout, Cred, w.g_stride, w.k_stride, w.c_stride, w.rs, blk.R, blk.S, blk.k};
   key.insert(key.end(), w.tap.begin(), w.tap.end());
   const at::Tensor U = cached_packing(w.src, sizeof(T) * Kout * Cred * w.rs, std::move(key),
                                       [&] { return transform_weights<T>(Kout, Cred, w, blk, src.options()); });
@@ -117,7 +124,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
   // Chunks of tiles whose transformed input stays in L2: whole tile rows
   // when they fit, else runs of one row.
   const int64_t block = 2 * kt.mr;  // tiles per round of products
-  const int64_t budget = std::max<int64_t>(block, (384 * 1024 / int64_t(sizeof(T))) / (kXi * Ctot));
+  const int64_t budget = std::max<int64_t>(block, (384 * 1024 / int64_t(sizeof(T))) / (nxi * Ctot));
   const int64_t col_chunks = ceil_div(TQ, budget), tpr = ceil_div(TQ, col_chunks);
   const int64_t row_units = ceil_div(TP, std::max<int64_t>(1, std::min(TP, budget / tpr)));
   const int64_t rows_per = ceil_div(TP, row_units);
@@ -139,7 +146,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
   const T* const ub = U.const_data_ptr<T>();
 
   at::parallel_for(0, chunks * kparts, 1, [&](int64_t begin, int64_t end) {
-    const Scratch<T> V(kXi * max_tiles * Cv), M(kXi * block * LANES), stage(4 * max_tiles * LANES);
+    const Scratch<T> V(nxi * max_tiles * Cv), M(nxi * block * LANES), stage(4 * max_tiles * LANES);
     int64_t cached = -1;
     WideTile<T> a;
     a.pix_in = pix.data();
@@ -147,7 +154,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
     a.in_chan = 1;
     a.tap_off = &zero_tap;
     a.ntaps = 1;
-    a.w_tile = kXi * Ctot * NR;
+    a.w_tile = nxi * Ctot * NR;
     a.out = nullptr;
     a.out_lane = 1;
     a.init = nullptr;
@@ -170,19 +177,19 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
         const int64_t lanes = a.tiles * NR;
         for (int64_t t0 = 0; t0 < ntiles; t0 += block) {
           a.npix = std::min(block, ntiles - t0);
-          for (int64_t xi = 0; xi < kXi; ++xi) {
+          for (int64_t xi = 0; xi < nxi; ++xi) {
             T* m = M.data() + xi * block * lanes;
             for (int64_t c0 = 0; c0 < Ctot; c0 += Cb) {
               a.C = std::min(Cb, Ctot - c0);
               a.in = V.data() + xi * v_xi + t0 * Cv + c0;
-              a.w = ub + (kb * kXi + xi) * Ctot * NR + c0 * NR;
+              a.w = ub + (kb * nxi + xi) * Ctot * NR + c0 * NR;
               a.acc_in = c0 > 0 ? m : nullptr;
               a.acc_out = m;
               kt.wide_tile(a);
             }
           }
           WinoOutput<T> wo{M.data(), block * lanes, lanes, t0, a.npix, tcols, bias ? bpack.data() + kb * NR : nullptr,
-                           stage.data(), pcols, prows, pcols};
+                           stage.data(), pcols, prows, pcols, blk.k};
           kt.wino_output(wo);
         }
         T* out = yout + n * yn + kb * NR * yk + p0 * yrow + q0 * ycol;
@@ -283,7 +290,8 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
                           int64_t Cred, int64_t kparts, int64_t kpt_lanes, T* du) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t N = src.size(0), P = gy.size(2), Q = gy.size(3), MR = kt.mr, lanes = kt.tiles * kt.nr;
-  const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2), Kbuf = kparts * kpt_lanes, Ctot = blk.count() * Cred;
+  const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2), Kbuf = kparts * kpt_lanes, Ctot = blk.count() * Cred,
+                nxi = blk.xi();
   const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk);
   // grad_output channels-last, zero up to even sizes and Kbuf channels.
   const at::Tensor gyb = channels_last_padded<T>(gy, 1, Kbuf, 0, 0, 2 * TP, 2 * TQ);
@@ -293,12 +301,12 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
 
   // Chunks of tiles whose transforms stay in L2; reduction groups of chunks
   // (fixed by the shape, summed in order) x output parts make ~8 tasks.
-  const int64_t budget = std::max<int64_t>(MR, (384 * 1024 / int64_t(sizeof(T))) / (kXi * (Ctot + kpt_lanes)));
+  const int64_t budget = std::max<int64_t>(MR, (384 * 1024 / int64_t(sizeof(T))) / (nxi * (Ctot + kpt_lanes)));
   const int64_t col_chunks = ceil_div(TQ, budget), tpr = ceil_div(TQ, col_chunks);
   const int64_t row_units = ceil_div(TP, std::max<int64_t>(1, std::min(TP, budget / tpr)));
   const int64_t rows_per = ceil_div(TP, row_units), chunks = N * row_units * col_chunks;
   const int64_t groups = std::min(chunks, ceil_div(8, kparts));
-  const int64_t max_tiles = rows_per * tpr, slice = kXi * Ctot * kpt_lanes;
+  const int64_t max_tiles = rows_per * tpr, slice = nxi * Ctot * kpt_lanes;
   const int64_t Cv = conflict_free_stride<T>(Ctot), Zs = conflict_free_stride<T>(kpt_lanes);  // tile strides
   // Group 0 adds straight into du; the others into partial sums added after it.
   const Scratch<T> partial((groups - 1) * kparts * slice);
@@ -306,7 +314,7 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
   std::vector<int64_t> item(MR);
   for (int64_t j = 0; j < MR; ++j) item[j] = j;
   at::parallel_for(0, groups * kparts, 1, [&](int64_t begin, int64_t end) {
-    const Scratch<T> V(kXi * max_tiles * Cv), Z(kXi * max_tiles * Zs);
+    const Scratch<T> V(nxi * max_tiles * Cv), Z(nxi * max_tiles * Zs);
     WideWgrad<T> a;
     a.item_off = item.data();
     a.tiles = kt.tiles;
@@ -325,10 +333,10 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
         transform_patches(x + n * in.in_n + 2 * tr0 * in.in_row + 2 * tc0 * in.in_col, in, Cred, blk, ntiles, tcols,
                           V.data(), max_tiles * Cv, Cv);
         WinoInput<T> wg{g + n * gy_n + 2 * tr0 * gy_row + 2 * tc0 * gy_col + kp * kpt_lanes, gy_row, gy_col, kpt_lanes,
-                        ntiles, tcols, Z.data(), max_tiles * Zs, Zs};
+                        ntiles, tcols, Z.data(), max_tiles * Zs, Zs, blk.k};
         kt.wino_gy(wg);
         a.cols = ntiles;
-        for (int64_t xi = 0; xi < kXi; ++xi)
+        for (int64_t xi = 0; xi < nxi; ++xi)
           for (int64_t k0 = 0; k0 < kpt_lanes; k0 += lanes)
             for (int64_t c0 = 0; c0 < Ctot; c0 += MR) {
               a.x = V.data() + xi * max_tiles * Cv + c0;
@@ -362,18 +370,19 @@ WeightView<T> weight_view(const at::Tensor& wc, const ConvShape& s, bool transpo
 }
 
 // gw (K, C, R, S) = grad_weight of the layer: the phases' dU summed, then
-// G^T dU G per block into [block, c][3 x 3][k], gathered into [c][R x S][k]
+// G^T dU G per block into [block, c][k x k][lanes], gathered into [c][R x S][lanes]
 // and transposed into place.
 template <typename T>
 void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvShape& s, at::Tensor& gw) {
   const KernelsT<T>& kt = kern<T>();
-  const Blocks blk(s.R, s.S);
-  const int64_t lanes = kt.tiles * kt.nr, KT = ceil_div(s.K, lanes), Ctot = blk.count() * s.C, RS = s.R * s.S;
+  const Blocks blk = pass_blocks(s.R, s.S);
+  const int64_t lanes = kt.tiles * kt.nr, KT = ceil_div(s.K, lanes), Ctot = blk.count() * s.C, RS = s.R * s.S,
+                nxi = blk.xi(), kk = blk.k * blk.k;
   // Split the outputs when the images give few tiles (batch 1), so both cores work.
   const int64_t tiles = s.N * ceil_div(s.P, 2) * ceil_div(s.Q, 2);
   const int64_t kparts = std::min(KT, std::max<int64_t>(1, ceil_div(8 * 64, tiles)));
   const int64_t kpt_lanes = ceil_div(KT, kparts) * lanes, Kbuf = kparts * kpt_lanes;
-  const int64_t du_size = kparts * kXi * Ctot * kpt_lanes;
+  const int64_t du_size = kparts * nxi * Ctot * kpt_lanes;
   const Scratch<T> du(du_size);
   std::fill(du.data(), du.data() + du_size, T(0));
   const int64_t H = s.H, W = s.W, P = s.P, Q = s.Q, dh = s.dil_h, dw = s.dil_w;
@@ -384,22 +393,22 @@ void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvSha
       winograd_wgrad_phase<T>(input.slice(2, std::min(e, H), H, dh).slice(3, std::min(f, W), W, dw), top, left,
                               gy.slice(2, a, P, dh).slice(3, b, Q, dw), blk, s.C, kparts, kpt_lanes, du.data());
     }
-  // One block (3 x 3): [block, c][3 x 3] is already [c][R x S].
-  const Scratch<T> taps_k(s.C * RS * Kbuf), blocks(blk.count() > 1 ? Ctot * 9 * Kbuf : 0);
+  // One block: [block, c][k x k] is already [c][R x S].
+  const Scratch<T> taps_k(s.C * RS * Kbuf), blocks(blk.count() > 1 ? Ctot * kk * Kbuf : 0);
   T* const block_taps = blk.count() > 1 ? blocks.data() : taps_k.data();
   at::parallel_for(0, kparts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t kp = begin; kp < end; ++kp) {
-      WinoWeightsGrad<T> a{du.data() + kp * kXi * Ctot * kpt_lanes, Ctot * kpt_lanes, Ctot, kpt_lanes,
-                           block_taps + kp * kpt_lanes, Kbuf};
+      WinoWeightsGrad<T> a{du.data() + kp * nxi * Ctot * kpt_lanes, Ctot * kpt_lanes, Ctot, kpt_lanes,
+                           block_taps + kp * kpt_lanes, Kbuf, blk.k};
       kt.wino_weights_grad(a);
     }
   });
   for (int64_t bl = 0; bl < blk.count() && blk.count() > 1; ++bl)
     for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t t = 0; t < 9; ++t) {
-        const int64_t tap = blk.tap(bl, t / 3, t % 3);
+      for (int64_t t = 0; t < kk; ++t) {
+        const int64_t tap = blk.tap(bl, t / blk.k, t % blk.k);
         if (tap >= 0)
-          std::memcpy(taps_k.data() + (c * RS + tap) * Kbuf, block_taps + ((bl * s.C + c) * 9 + t) * Kbuf,
+          std::memcpy(taps_k.data() + (c * RS + tap) * Kbuf, block_taps + ((bl * s.C + c) * kk + t) * Kbuf,
                       sizeof(T) * Kbuf);
       }
   Transpose<T> tr{taps_k.data(), Kbuf, s.C * RS, s.C * RS, s.K, gw.mutable_data_ptr<T>(), 0, s.C * RS};
@@ -415,16 +424,20 @@ bool winograd_suits(const ConvShape& s, WinogradPass pass) {
       s.stride_h != 1 || s.stride_w != 1 || s.pad_h > (s.R - 1) * s.dil_h || s.pad_w > (s.S - 1) * s.dil_w)
     return false;
   if (env && std::strcmp(env, "1") == 0) return true;  // wherever it applies (tests cover every shape with it)
-  // Measured against the direct kernels (2-core Zen 3, float32): Winograd
+  // Measured against the direct kernels (2-core Zen 3, float32): F(2x2, 3x3)
   // wins from 32 channels on, while its transformed filters (16 values per
   // channel pair) stay in cache (up to 256 x 256 channels) and the layer has
   // tiles enough to reuse them. Dilated layers as a batch of phases won too
   // (forward 1.02-1.4x, grad_input 1.2-1.4x), except in grad_weight (0.7-0.76x).
   // grad_weight sums over tiles into 16 values per pair, so it needs the
-  // longest reductions, and it lost on 5 x 5 filters (0.8-0.9x the direct
-  // kernels' speed at 8 x 32..64 x 28x28 and 8 x 64 x 56x56).
+  // longest reductions. F(2x2, 5x5) saves more (2.8x the multiplies): it won
+  // every pass from 16 x 32 channels on (forward 1.2-1.9x, grad_input
+  // 1.2-1.75x, grad_weight 1.05-1.65x, dilated too), and lost at 16 x 16
+  // (0.8-0.97x).
   const int64_t tiles = s.N * ceil_div(s.P, 2) * ceil_div(s.Q, 2);
   const bool wgrad = pass == WinogradPass::grad_weight, dilated = s.dil_h > 1 || s.dil_w > 1;
+  if (pass_blocks(s.R, s.S).k == 5)
+    return s.C >= 16 && s.K >= 16 && s.C * s.K >= 512 && s.C * s.K <= 256 * 256 && tiles >= 32;
   if (wgrad && (s.R != 3 || s.S != 3 || dilated)) return false;
   return s.C >= 32 && s.K >= 32 && s.C * s.K <= 256 * 256 && tiles >= (wgrad ? 1024 : 32);
 }
@@ -434,7 +447,7 @@ void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const a
   const at::Tensor wc = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_winograd_forward", [&] {
     winograd_dilated<scalar_t>(input, s.pad_h, s.pad_w, s.dil_h, s.dil_w, weight_view<scalar_t>(wc, s, false),
-                               Blocks(s.R, s.S), s.C, s.K, bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, y);
+                               pass_blocks(s.R, s.S), s.C, s.K, bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, y);
   });
 }
 
@@ -444,7 +457,7 @@ void winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, con
     // The forward correlation of grad_output with the flipped, transposed
     // filters, padded so the output is the input's size.
     winograd_dilated<scalar_t>(gy, (s.R - 1) * s.dil_h - s.pad_h, (s.S - 1) * s.dil_w - s.pad_w, s.dil_h, s.dil_w,
-                               weight_view<scalar_t>(wc, s, true), Blocks(s.R, s.S), s.K, s.C, nullptr, gx);
+                               weight_view<scalar_t>(wc, s, true), pass_blocks(s.R, s.S), s.K, s.C, nullptr, gx);
   });
 }
 
