@@ -390,7 +390,6 @@ void plane_wgrad(const PlaneWgrad<T>& a) {
 // vector of images each; weights are broadcast.
 template <typename T, int KB, int M>
 void batch_tile_km(const BatchTile<T>& a, int64_t first) {
-  constexpr int L = Vec<T>::L;
   V<T> acc[KB][M];
 #pragma GCC unroll 4
   for (int k = 0; k < KB; ++k) {
