@@ -24,10 +24,22 @@ def _conv2d_setup_context(ctx, inputs, output):
     ctx.has_bias = bias is not None
 
 
+def _below_autograd(op, *args):
+    """op(*args), past op's own autograd layer when no graph is being recorded
+    (a first-order backward): the layer would only pass the call on, after
+    Python work that costs more than a small layer's kernels. Dispatch modes,
+    the profiler and tracing still see the call."""
+    if torch.is_grad_enabled():
+        return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
+
+
 def _conv2d_backward(ctx, grad_output):
     input, weight = ctx.saved_tensors
     mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
-    grad_input, grad_weight, grad_bias = ops.conv2d_backward(grad_output, input, weight, *ctx.hyper, mask)
+    grad_input, grad_weight, grad_bias = _below_autograd(ops.conv2d_backward, grad_output, input, weight, *ctx.hyper,
+                                                         mask)
     return (grad_input if mask[0] else None, grad_weight if mask[1] else None, grad_bias if mask[2] else None,
             None, None, None, None)
 
