@@ -6,14 +6,14 @@
 // a single tap; the transforms are vector kernels across channels.
 //
 // 5 x 5 filters run F(2x2, 5x5) the same way on 6 x 6 patches: 36 products
-// per tile and channel pair instead of 100. Other sizes (3 x 5, and
-// grad_weight of 5 x 5) are cut into 3 x 3 blocks, zero past the edges:
+// per tile and channel pair instead of 100. Other sizes (3 x 5, 5 x 3) are
+// cut into 3 x 3 blocks, zero past the edges:
 // block b reads the patches shifted by its offset, and the products reduce
 // over (block, channel) pairs.
 //
 // Data flow per task (a chunk of tiles of one image, a range of output tiles):
 // channels-last padded input -> transformed patches V[xi][tile][block, c] (L2) ->
-// per block of tiles, the products M[xi][tile][lanes] (L1) -> output
+// per block of tiles, the products M[xi][tile][lanes] (L1/L2) -> output
 // transform into a channels-last staging block -> the output's own layout.
 #include "winograd.h"
 
@@ -44,7 +44,7 @@ struct Blocks {
   }
 };
 
-// The blocks for the forward and grad_input passes: a 5 x 5 filter is one block.
+// The blocks of every pass: a 5 x 5 filter is one F(2x2, 5x5) block.
 Blocks pass_blocks(int64_t R, int64_t S) { return Blocks(R, S, R == 5 && S == 5 ? 5 : 3); }
 
 // Transformed filters U = G g G^T, packed [output tile][xi][block, c][NR lanes]
