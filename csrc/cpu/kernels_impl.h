@@ -692,6 +692,16 @@ struct WinoF25 {
   }
 };
 
+// at(x, i) for i in [0, n): whole Wide vectors first (x a Wide<T>::type), then
+// single values (x a T); x only names the type a transform runs on.
+template <typename T, typename At>
+inline void across(int64_t n, const At& at) {
+  constexpr int L = Wide<T>::L;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) at(typename Wide<T>::type{}, i);
+  for (; i < n; ++i) at(T{}, i);
+}
+
 template <typename F, typename T>
 void wino_weights_f(const WinoWeights<T>& a) {
   using X = typename Wide<T>::type;
@@ -750,12 +760,8 @@ inline void wino_input_at(const WinoInput<T>& a, int64_t t, int64_t c) {
 
 template <typename F, typename T>
 void wino_input_f(const WinoInput<T>& a) {
-  constexpr int L = Wide<T>::L;
-  for (int64_t t = 0; t < a.ntiles; ++t) {
-    int64_t c = 0;
-    for (; c + L <= a.C; c += L) wino_input_at<F, T, typename Wide<T>::type>(a, t, c);
-    for (; c < a.C; ++c) wino_input_at<F, T, T>(a, t, c);
-  }
+  for (int64_t t = 0; t < a.ntiles; ++t)
+    across<T>(a.C, [&](auto x, int64_t c) { wino_input_at<F, T, decltype(x)>(a, t, c); });
 }
 
 template <typename T>
@@ -792,12 +798,8 @@ inline void wino_output_at(const WinoOutput<T>& a, int64_t t, int64_t l) {
 
 template <typename F, typename T>
 void wino_output_f(const WinoOutput<T>& a) {
-  constexpr int L = Wide<T>::L;
-  for (int64_t t = a.t0; t < a.t0 + a.ntiles; ++t) {
-    int64_t l = 0;
-    for (; l + L <= a.lanes; l += L) wino_output_at<F, T, typename Wide<T>::type>(a, t, l);
-    for (; l < a.lanes; ++l) wino_output_at<F, T, T>(a, t, l);
-  }
+  for (int64_t t = a.t0; t < a.t0 + a.ntiles; ++t)
+    across<T>(a.lanes, [&](auto x, int64_t l) { wino_output_at<F, T, decltype(x)>(a, t, l); });
 }
 
 template <typename T>
@@ -828,12 +830,8 @@ inline void wino_gy_at(const WinoInput<T>& a, int64_t t, int64_t c) {
 
 template <typename F, typename T>
 void wino_gy_f(const WinoInput<T>& a) {
-  constexpr int L = Wide<T>::L;
-  for (int64_t t = 0; t < a.ntiles; ++t) {
-    int64_t c = 0;
-    for (; c + L <= a.C; c += L) wino_gy_at<F, T, typename Wide<T>::type>(a, t, c);
-    for (; c < a.C; ++c) wino_gy_at<F, T, T>(a, t, c);
-  }
+  for (int64_t t = 0; t < a.ntiles; ++t)
+    across<T>(a.C, [&](auto x, int64_t c) { wino_gy_at<F, T, decltype(x)>(a, t, c); });
 }
 
 template <typename T>
@@ -867,12 +865,8 @@ inline void wino_weights_grad_at(const WinoWeightsGrad<T>& a, int64_t c, int64_t
 
 template <typename F, typename T>
 void wino_weights_grad_f(const WinoWeightsGrad<T>& a) {
-  constexpr int L = Wide<T>::L;
-  for (int64_t c = 0; c < a.C; ++c) {
-    int64_t l = 0;
-    for (; l + L <= a.lanes; l += L) wino_weights_grad_at<F, T, typename Wide<T>::type>(a, c, l);
-    for (; l < a.lanes; ++l) wino_weights_grad_at<F, T, T>(a, c, l);
-  }
+  for (int64_t c = 0; c < a.C; ++c)
+    across<T>(a.lanes, [&](auto x, int64_t l) { wino_weights_grad_at<F, T, decltype(x)>(a, c, l); });
 }
 
 template <typename T>
