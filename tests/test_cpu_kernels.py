@@ -84,6 +84,8 @@ FIXED = [
     dict(N=1, C=16, K=32, H=9, W=13, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
     dict(N=2, C=16, K=24, H=11, W=11, R=3, S=3, stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=1),
     dict(N=1, C=3, K=16, H=23, W=23, R=7, S=7, stride=(2, 2), padding=(3, 3), dilation=(1, 1), groups=1),  # stem
+    # A stem on an image whose rows run in several L1 bands, each through every output-channel block.
+    dict(N=1, C=3, K=13, H=150, W=141, R=7, S=7, stride=(2, 2), padding=(3, 3), dilation=(1, 1), groups=1),
     dict(N=2, C=32, K=16, H=7, W=9, R=1, S=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
     dict(N=1, C=32, K=16, H=8, W=8, R=1, S=1, stride=(2, 2), padding=(0, 0), dilation=(1, 1), groups=1),
     # 1 x 1 with stride and many channels: the subsampled copy (odd sizes, unequal strides).

@@ -490,23 +490,31 @@ struct PlaneRows {
       const T* in = buf + col_origin + pass.row_origin * lay.width;
       a.in_row_step = pass.row_step * lay.width;
       a.out_row = pass.out_row;
-      for (int64_t kbi = 0; kbi < kblocks; ++kbi) {
-        const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
-        a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
-        a.bias = pass.bias ? pass.bias + k0 : nullptr;
-        const T* wblock = pass.w.data() + (g * kblocks + kbi) * nred * kPlaneKB;
-        // Runs of rows with the same tap range share one call.
-        const int64_t p_end = pass.Pout * (part + 1) / parts;
-        for (int64_t p = pass.Pout * part / parts, p1; p < p_end; p = p1) {
-          p1 = p + 1;
-          while (p1 < p_end && pass.r_lo[p1] == pass.r_lo[p] && pass.r_hi[p1] == pass.r_hi[p]) ++p1;
-          a.rows = p1 - p;
-          a.in_off = pass.off.data() + pass.r_lo[p] * CS;
-          a.n = (pass.r_hi[p] - pass.r_lo[p]) * CS;
-          a.w = wblock + pass.r_lo[p] * CS * kPlaneKB;
-          a.in = in + p * pass.row_step * lay.width;
-          a.out = pass.out + (n * Kout + k0) * out_k + p * pass.out_row;
-          kt.plane_row(a);
+      // Bands of output rows whose input fits in L1 take every output-channel
+      // block in turn, so all blocks read the band from L1 (7x7/2 and 3x3/2
+      // RGB stems: 1.15-1.6x over block after block across all rows).
+      const int64_t p_begin = pass.Pout * part / parts, p_end = pass.Pout * (part + 1) / parts;
+      const int64_t band_input_rows = (32 << 10) / int64_t(sizeof(T) * Cr * lay.phases * lay.width);
+      const int64_t band_rows = std::max<int64_t>(1, (band_input_rows - pass.reach) / pass.row_step + 1);
+      for (int64_t b0 = p_begin; b0 < p_end; b0 += band_rows) {
+        const int64_t b1 = std::min(p_end, b0 + band_rows);
+        for (int64_t kbi = 0; kbi < kblocks; ++kbi) {
+          const int64_t k0 = g * Kgrp + kbi * kPlaneKB;
+          a.kb = std::min<int64_t>(kPlaneKB, Kgrp - kbi * kPlaneKB);
+          a.bias = pass.bias ? pass.bias + k0 : nullptr;
+          const T* wblock = pass.w.data() + (g * kblocks + kbi) * nred * kPlaneKB;
+          // Runs of rows with the same tap range share one call.
+          for (int64_t p = b0, p1; p < b1; p = p1) {
+            p1 = p + 1;
+            while (p1 < b1 && pass.r_lo[p1] == pass.r_lo[p] && pass.r_hi[p1] == pass.r_hi[p]) ++p1;
+            a.rows = p1 - p;
+            a.in_off = pass.off.data() + pass.r_lo[p] * CS;
+            a.n = (pass.r_hi[p] - pass.r_lo[p]) * CS;
+            a.w = wblock + pass.r_lo[p] * CS * kPlaneKB;
+            a.in = in + p * pass.row_step * lay.width;
+            a.out = pass.out + (n * Kout + k0) * out_k + p * pass.out_row;
+            kt.plane_row(a);
+          }
         }
       }
     }
