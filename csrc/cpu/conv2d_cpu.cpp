@@ -96,16 +96,6 @@ struct PlaneLayout {
   int64_t data_hi() const { return row0 + (data_rows - 1) * row_step + 1; }
 };
 
-// Columns a plane call may read past the start of its row: whole blocks of
-// plane_qb(kb) vectors, for each block size the output channels need.
-int64_t plane_span(int64_t Q, int64_t lanes, int64_t Kgrp) {
-  int64_t span = round_up(Q, lanes);
-  const int64_t first = std::min<int64_t>(kPlaneKB, Kgrp), last = Kgrp % kPlaneKB;
-  span = std::max(span, round_up(Q, plane_qb(first) * lanes));
-  if (last) span = std::max(span, round_up(Q, plane_qb(last) * lanes));
-  return span;
-}
-
 // One source plane (H x W, contiguous) into its layout slot `plane`. A slot
 // that already holds zeros outside the data (a zero-initialised buffer reused
 // for planes of one layout) needs no zeroing: `zeroed`.
@@ -545,7 +535,7 @@ void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::
                    at::Tensor& y) {
   PlaneRows<T> job;
   job.src = input.contiguous();
-  job.lay = input_plane_layout<T>(s, plane_span(s.Q, kern<T>().lanes, s.K_per_group()));
+  job.lay = input_plane_layout<T>(s, round_up(s.Q, kern<T>().lanes));
   job.lay.data_rows = s.H;
   job.Kout = s.K;
   job.G = s.groups;
@@ -752,7 +742,7 @@ PlaneRows<T> backward_input_plane(const at::Tensor& gy, const at::Tensor& weight
   lay.rows = top + s.P;
   for (int64_t a = 0; a < std::min(sh, s.H); ++a)
     if (count[a]) lay.rows = std::max(lay.rows, top + base[a] + ceil_div(s.H - a, sh) + (count[a] - 1) * row_dil);
-  lay.width = std::max(col_origin + plane_span(s.W, kern<T>().lanes, Cg) + (s.S - 1) * s.dil_w,
+  lay.width = std::max(col_origin + round_up(s.W, kern<T>().lanes) + (s.S - 1) * s.dil_w,
                        bw + (s.Q - 1) * s.stride_w + 1);
   lay.row0 = top;
   lay.col0 = bw;
@@ -1087,7 +1077,7 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::
 // more than the arithmetic.
 template <typename T>
 void corr2d_plane(const T* x, const T* k, const ConvShape& s, T* y) {
-  PlaneLayout lay = input_plane_layout<T>(s, plane_span(s.Q, kern<T>().lanes, 1));
+  PlaneLayout lay = input_plane_layout<T>(s, round_up(s.Q, kern<T>().lanes));
   std::vector<T> in(lay.plane());
   pack_plane(x, s.H, s.W, lay, in.data());
   const int64_t taps = s.R * s.S;

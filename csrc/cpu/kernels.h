@@ -44,7 +44,8 @@ struct WideTile {
 // for k < kb, row < rows. i runs over the reduction (channel, tap) pairs;
 // in_off[i] addresses the pair's input row inside planes stored split into
 // stride phases, so every tap reads a contiguous run. Reads run in whole
-// blocks of plane_qb(kb) vectors, past Q (the buffers carry that margin).
+// vectors, past Q up to a multiple of the vector length (the buffers carry
+// that margin).
 template <typename T>
 struct PlaneRow {
   const T* in;

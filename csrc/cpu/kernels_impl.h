@@ -235,6 +235,49 @@ void wide_wgrad(const WideWgrad<T>& a) {
 }
 
 // ---------------------------------------------------------------------------
+// One row's block of KB output channels x QB vectors at column q0.
+template <typename T, int KB, int QB>
+inline void store_plane_block(const PlaneRow<T>& a, T* out, int64_t q0, const V<T> (&acc)[KB][QB]) {
+  constexpr int L = Vec<T>::L;
+  if (q0 + QB * L <= a.Q) {
+#pragma GCC unroll 8
+    for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 8
+      for (int v = 0; v < QB; ++v) storeu(out + k * a.out_k + q0 + v * L, acc[k][v]);
+  } else {
+    // Last block of the row: through a buffer (a branch per vector here
+    // would keep the accumulators out of registers).
+    T tile[KB][QB * L];
+#pragma GCC unroll 8
+    for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 8
+      for (int v = 0; v < QB; ++v) storeu(tile[k] + v * L, acc[k][v]);
+    for (int k = 0; k < KB; ++k) std::memcpy(out + k * a.out_k + q0, tile[k], sizeof(T) * (a.Q - q0));
+  }
+}
+
+// A block size as a type, so one generic lambda serves every size.
+template <int N>
+struct Vecs {
+  static constexpr int n = N;
+};
+
+// The blocks of one output row set: whole blocks of QB vectors, then one
+// block of the vectors left (the last one partial where Q is not a whole
+// number of vectors), so no block computes past the row's last vector.
+template <typename T, int QB, typename Block>
+inline void along_row(int64_t Q, const Block& block) {
+  constexpr int L = Vec<T>::L;
+  int64_t q0 = 0;
+  for (; q0 + QB * L <= Q; q0 += QB * L) block(q0, Vecs<QB>{});
+  const int64_t rest = (Q - q0 + L - 1) / L;
+  if (rest == 1) block(q0, Vecs<1>{});
+  if constexpr (QB >= 2) if (rest == 2) block(q0, Vecs<2>{});
+  if constexpr (QB >= 3) if (rest == 3) block(q0, Vecs<3>{});
+  if constexpr (QB >= 4) if (rest == 4) block(q0, Vecs<4>{});
+  static_assert(QB <= 4, "along_row takes blocks of up to 4 vectors");
+}
+
 // Plane rows: RB rows x KB output channels x QB vectors along the width.
 // (One output channel runs two rows at once: twice the independent sums.)
 template <typename T, int KB, int QB, int RB>
@@ -242,56 +285,40 @@ void plane_rows_kq(const PlaneRow<T>& a, int64_t row) {
   constexpr int L = Vec<T>::L;
   const T* in_row = a.in + row * a.in_row_step;
   T* out_row = a.out + row * a.out_row;
-  for (int64_t q0 = 0; q0 < a.Q; q0 += QB * L) {
-    V<T> acc[RB][KB][QB];
+  along_row<T, QB>(a.Q, [&](int64_t q0, auto vecs) {
+    constexpr int B = decltype(vecs)::n;
+    V<T> acc[RB][KB][B];
 #pragma GCC unroll 8
     for (int k = 0; k < KB; ++k) {
       const V<T> b = a.bias ? splat(a.bias[k]) : V<T>{};
 #pragma GCC unroll 8
       for (int r = 0; r < RB; ++r)
 #pragma GCC unroll 8
-        for (int v = 0; v < QB; ++v) acc[r][k][v] = b;
+        for (int v = 0; v < B; ++v) acc[r][k][v] = b;
     }
     const T* base = in_row + q0;
     const T* w = a.w;
     const int64_t* off = a.in_off;
     for (int64_t i = 0; i < a.n; ++i) {
       const T* src = base + off[i];
-      V<T> x[RB][QB];
+      V<T> x[RB][B];
 #pragma GCC unroll 8
       for (int r = 0; r < RB; ++r)
 #pragma GCC unroll 8
-        for (int v = 0; v < QB; ++v) x[r][v] = loadu(src + r * a.in_row_step + v * L);
+        for (int v = 0; v < B; ++v) x[r][v] = loadu(src + r * a.in_row_step + v * L);
 #pragma GCC unroll 8
       for (int k = 0; k < KB; ++k) {
         const V<T> wk = splat(w[k]);
 #pragma GCC unroll 8
         for (int r = 0; r < RB; ++r)
 #pragma GCC unroll 8
-          for (int v = 0; v < QB; ++v) acc[r][k][v] += wk * x[r][v];
+          for (int v = 0; v < B; ++v) acc[r][k][v] += wk * x[r][v];
       }
       w += kPlaneKB;
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < RB; ++r) {
-      T* out = out_row + r * a.out_row;
-      if (q0 + QB * L <= a.Q) {
-#pragma GCC unroll 8
-        for (int k = 0; k < KB; ++k)
-#pragma GCC unroll 8
-          for (int v = 0; v < QB; ++v) storeu(out + k * a.out_k + q0 + v * L, acc[r][k][v]);
-      } else {
-        // Last block of the row: through a buffer (a branch per vector here
-        // would keep the accumulators out of registers).
-        T tile[KB][QB * L];
-#pragma GCC unroll 8
-        for (int k = 0; k < KB; ++k)
-#pragma GCC unroll 8
-          for (int v = 0; v < QB; ++v) storeu(tile[k] + v * L, acc[r][k][v]);
-        for (int k = 0; k < KB; ++k) std::memcpy(out + k * a.out_k + q0, tile[k], sizeof(T) * (a.Q - q0));
-      }
-    }
-  }
+    for (int r = 0; r < RB; ++r) store_plane_block<T, KB, B>(a, out_row + r * a.out_row, q0, acc[r]);
+  });
 }
 
 template <typename T, int KB, int QB>
