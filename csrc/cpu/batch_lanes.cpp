@@ -241,7 +241,7 @@ void forward_lanes(const at::Tensor& input, const at::Tensor& weight, const at::
   T* yp = y.mutable_data_ptr<T>();
   const int64_t chw = s.C * s.H * s.W, kpq = s.K * s.P * s.Q;
   at::parallel_for(0, ceil_div(s.N, L), 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> in(corr.in_size()), out(s.K * corr.out_plane());  // margins stay zero
+    WorkBuffer<T> in(corr.in_size()), out(s.K * corr.out_plane());  // margins stay zero
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t n0 = blk * L, nv = std::min(L, s.N - n0);
       if (nv < L) std::fill(in.begin(), in.end(), T(0));
@@ -292,7 +292,7 @@ void backward_lanes(const at::Tensor& gy_any, const at::Tensor& input, const at:
   const int64_t nch = std::min<int64_t>(nblocks, 8), sums = (want_gw ? s.K * items : 0) + (want_gb ? s.K : 0);
   const Scratch<T> partial(nch * sums * L);
   at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> gyb(s.K * gchan), xb(want_gw ? s.C * xchan : 0), gxb(want_gx ? s.C * gxcorr->out_plane() : 0);
+    WorkBuffer<T> gyb(s.K * gchan), xb(want_gw ? s.C * xchan : 0), gxb(want_gx ? s.C * gxcorr->out_plane() : 0);
     BatchWgrad<T> a;
     a.x_row = s.stride_h * xwidth * L;
     a.x_col = s.stride_w * L;

@@ -18,7 +18,9 @@ namespace convkit {
 namespace cpu {
 namespace {
 
-constexpr size_t kPooledBytes = size_t(256) << 10;
+// From malloc's default mmap threshold on: larger blocks would be mapped, faulted
+// in and unmapped again on every call.
+constexpr size_t kPooledBytes = size_t(128) << 10;
 constexpr size_t kHugePage = size_t(2) << 20;
 
 // Blocks come in 64 KiB steps below 2 MiB and in whole 2 MiB pages above,
@@ -73,7 +75,7 @@ size_t cache_limit() {
 }
 
 // Free blocks by capacity; a request takes the smallest that fits with at
-// most a quarter to spare. Past the limit, the smallest free blocks go first.
+// most a quarter to spare (of those, the one freed last). Past the limit, the smallest free blocks go first.
 class BlockPool {
  public:
   Block* take(size_t bytes) {
@@ -102,7 +104,8 @@ class BlockPool {
       std::lock_guard<std::mutex> lock(mutex_);
       while (cached_ + block->capacity > limit_ && !free_.empty()) evict(free_.begin());
       if (cached_ + block->capacity <= limit_) {
-        free_.emplace(block->capacity, block);
+        // First among its capacity: the next request takes the block freed last, still in cache.
+        free_.emplace_hint(free_.lower_bound(block->capacity), block->capacity, block);
         cached_ += block->capacity;
         return;
       }

@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Allocator.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 
@@ -34,6 +35,24 @@ class Scratch {
 
  private:
   at::DataPtr ptr_;
+};
+
+// A zeroed work buffer of n T that vector kernels load from and store to.
+// Pool blocks and torch's CPU allocator align to 64 bytes (malloc's 16 would
+// split every other 32-byte load across two cache lines), and a large block
+// that comes back from the pool is already mapped (no page faults per call).
+template <typename T>
+class WorkBuffer {
+ public:
+  explicit WorkBuffer(int64_t n) : scratch_(n), size_(n) { std::fill(begin(), end(), T(0)); }
+  T* data() const { return scratch_.data(); }
+  int64_t size() const { return size_; }
+  T* begin() const { return data(); }
+  T* end() const { return data() + size_; }
+
+ private:
+  Scratch<T> scratch_;
+  int64_t size_;
 };
 
 }  // namespace cpu

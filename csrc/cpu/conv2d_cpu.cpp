@@ -307,7 +307,7 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
     a.w_tile = ntaps * Cred * NR;
     // Planar outputs (NCHW) are gathered channels-last, then transposed.
     const bool planar = grid.out_chan != 1 && grid.out_col == 1;
-    std::vector<T> acc(nblk > 1 || planar ? band * grid.cols * kt.tiles * NR : 0);
+    WorkBuffer<T> acc(nblk > 1 || planar ? band * grid.cols * kt.tiles * NR : 0);
     Transpose<T> st;
     st.in = acc.data();
     st.cols = grid.cols;
@@ -524,7 +524,7 @@ struct PlaneRows {
     const bool small = buffer_size() * int64_t(sizeof(T)) <= (16 << 20);
     const int64_t parts = units >= 2 * threads || !small ? 1 : std::max<int64_t>(1, std::min(rows, ceil_div(4 * threads, units)));
     at::parallel_for(0, units * parts, grain_for(unit_work / parts), [&](int64_t begin, int64_t end) {
-      std::vector<T> buf(buffer_size());
+      WorkBuffer<T> buf(buffer_size());
       for (int64_t u = begin; u < end; ++u) unit(u / parts / G, u / parts % G, buf.data(), u % parts, parts);
     });
   }
@@ -867,8 +867,8 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
   T* partial = part.mutable_data_ptr<T>();
   at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
     // The plane buffers are zeroed once: every image packs its data into the same slots.
-    std::vector<T> scratch(s.K * items * L), xbuf(Cg * lay.plane()), gbuf(Kg * glay.plane());
-    std::vector<T> gxbuf(gx_job ? gx_job->buffer_size() : 0);
+    WorkBuffer<T> scratch(s.K * items * L), xbuf(Cg * lay.plane()), gbuf(Kg * glay.plane());
+    WorkBuffer<T> gxbuf(gx_job ? gx_job->buffer_size() : 0);
     PlaneWgrad<T> a;
     a.x_row = s.stride_h * lay.width;
     a.gy_row = glay.width;
@@ -1078,7 +1078,7 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::
 template <typename T>
 void corr2d_plane(const T* x, const T* k, const ConvShape& s, T* y) {
   PlaneLayout lay = input_plane_layout<T>(s, round_up(s.Q, kern<T>().lanes));
-  std::vector<T> in(lay.plane());
+  WorkBuffer<T> in(lay.plane());
   pack_plane(x, s.H, s.W, lay, in.data());
   const int64_t taps = s.R * s.S;
   std::vector<T> w(taps * kPlaneKB, T(0));
