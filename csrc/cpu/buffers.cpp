@@ -75,7 +75,8 @@ size_t cache_limit() {
 }
 
 // Free blocks by capacity; a request takes the smallest that fits with at
-// most a quarter to spare (of those, the one freed last). Past the limit, the smallest free blocks go first.
+// most a quarter to spare (of those, the one freed last). Past the limit,
+// the smallest free blocks go first.
 class BlockPool {
  public:
   Block* take(size_t bytes) {
