@@ -49,7 +49,7 @@ def _build_on_import(root):
     def shell_quoted(flags):  # load() writes flags into a ninja file unquoted
         return [flag.replace('"', '\\"') for flag in flags]
 
-    cpp_extension.load(
+    return cpp_extension.load(
         name="convkit_jit",
         sources=sources,
         extra_include_paths=_build.include_dirs(root),
@@ -57,30 +57,37 @@ def _build_on_import(root):
         extra_cuda_cflags=shell_quoted(_build.nvcc_flags(torch.__version__)) if with_cuda else None,
         extra_ldflags=_build.link_flags(),
         build_directory=directory,
-        is_python_module=False,
+        is_python_module=True,
         verbose=False,
     )
 
 
+def _import_extension(path):
+    """The compiled module at `path`; importing it registers the ops."""
+    spec = importlib.util.spec_from_file_location("convkit._C", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load():
+    """Loads the operator library; returns its Python module."""
     library = _compiled_library()
+    root = _source_root() if library is None else None
+    if library is None and root is None:
+        raise ImportError("convkit: the compiled library convkit._C is missing and no sources were found to "
+                          "build it; reinstall convkit with `pip install --no-build-isolation .`")
     try:
-        if library is not None:
-            torch.ops.load_library(library)
-        else:
-            root = _source_root()
-            if root is None:
-                raise ImportError("convkit: the compiled library convkit._C is missing and no sources were found to "
-                                  "build it; reinstall convkit with `pip install --no-build-isolation .`")
-            _build_on_import(root)
-    except OSError as error:
+        module = _import_extension(library) if library is not None else _build_on_import(root)
+    except (OSError, ImportError) as error:
         raise ImportError(f"convkit: could not load the compiled library {library} ({error}); it was probably "
                           f"built against another torch; {_REBUILD_HINT}") from error
     built_for = torch.ops.convkit._build_torch_version()
     if built_for != torch.__version__:
         raise ImportError(f"convkit: the compiled library was built against torch {built_for}, but torch "
                           f"{torch.__version__} is installed; {_REBUILD_HINT}")
+    return module
 
 
-load()
+extension = load()
 ops = torch.ops.convkit

@@ -2,6 +2,7 @@
 import torch
 
 from . import _args
+from ._ops import extension
 
 ops = torch.ops.convkit
 
@@ -19,35 +20,12 @@ def _check_tensor(value, name, like):
             raise RuntimeError(f"Input type ({like.dtype}) and {name} type ({value.dtype}) should be the same")
 
 
-def _plain_call(a, b):
-    """Whether an op call on tensors a and b of one device needs no autograd
-    graph and runs under no tracer, transform or tensor subclass: then the
-    op's Python autograd kernel (a pass-through for such calls, but most of a
-    small call's time) can be skipped, and the kernel's own checks cover the rest."""
-    return (type(a) is torch.Tensor and type(b) is torch.Tensor
-            and (not torch.is_grad_enabled() or not (a.requires_grad or b.requires_grad))
-            and a.device == b.device
-            and not torch.compiler.is_compiling()
-            and not torch._C._are_functorch_transforms_active())
-
-
-_CPU = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
-
-
-def _straight_to_cpu(a):
-    """Whether a plain call may go straight to the CPU kernel, past the
-    dispatcher's other layers: nothing (a dispatch mode, the profiler) watches them."""
-    return a.is_cpu and not torch._C._len_torch_dispatch_stack() and not torch._C._autograd._profiler_enabled()
-
-
 def corr2d(X, K):
     """The textbook 2-D cross-correlation of a 2-D input X with a 2-D kernel K:
     Y[i, j] = (X[i:i+h, j:j+w] * K).sum(), output (H-h+1, W-w+1)."""
-    if _plain_call(X, K):
-        if _straight_to_cpu(X):
-            return ops.corr2d.default.redispatch(_CPU, X, K)
-        with torch._C._AutoDispatchBelowAutograd():
-            return ops.corr2d(X, K)
+    if type(X) is torch.Tensor and type(K) is torch.Tensor and not torch.compiler.is_compiling():
+        # Plain tensors: the op from C++ (the boxed Python call costs more than a small correlation).
+        return extension.corr2d(X, K)
     _check_tensor(X, "X", None)
     _check_tensor(K, "K", X)
     return ops.corr2d(X, K)
