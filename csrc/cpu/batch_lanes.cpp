@@ -240,15 +240,16 @@ void forward_lanes(const at::Tensor& input, const at::Tensor& weight, const at::
   const T* xp = x.const_data_ptr<T>();
   T* yp = y.mutable_data_ptr<T>();
   const int64_t chw = s.C * s.H * s.W, kpq = s.K * s.P * s.Q;
-  at::parallel_for(0, ceil_div(s.N, L), 1, [&](int64_t begin, int64_t end) {
+  parallel_for_shared(ceil_div(s.N, L), 1, [&](const auto& claim) {
     WorkBuffer<T> in(corr.in_size()), out(s.K * corr.out_plane());  // margins stay zero
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t n0 = blk * L, nv = std::min(L, s.N - n0);
-      if (nv < L) std::fill(in.begin(), in.end(), T(0));
-      to_lanes(xp + n0 * chw, chw, nv, s.C, s.H, s.W, in.data(), corr.chan, corr.width, corr.ah.lo(), corr.aw.lo());
-      corr.run(in.data(), out.data());
-      from_lanes(out.data(), kpq, nv, yp + n0 * kpq);
-    }
+    for (int64_t begin, end; claim(begin, end);)
+      for (int64_t blk = begin; blk < end; ++blk) {
+        const int64_t n0 = blk * L, nv = std::min(L, s.N - n0);
+        if (nv < L) std::fill(in.begin(), in.end(), T(0));
+        to_lanes(xp + n0 * chw, chw, nv, s.C, s.H, s.W, in.data(), corr.chan, corr.width, corr.ah.lo(), corr.aw.lo());
+        corr.run(in.data(), out.data());
+        from_lanes(out.data(), kpq, nv, yp + n0 * kpq);
+      }
   });
 }
 
@@ -291,7 +292,7 @@ void backward_lanes(const at::Tensor& gy_any, const at::Tensor& input, const at:
   // Chunks of blocks, each with its own vector partial sums [sum][L].
   const int64_t nch = std::min<int64_t>(nblocks, 8), sums = (want_gw ? s.K * items : 0) + (want_gb ? s.K : 0);
   const Scratch<T> partial(nch * sums * L);
-  at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_shared(nch, 1, [&](const auto& claim) {
     WorkBuffer<T> gyb(s.K * gchan), xb(want_gw ? s.C * xchan : 0), gxb(want_gx ? s.C * gxcorr->out_plane() : 0);
     BatchWgrad<T> a;
     a.x_row = s.stride_h * xwidth * L;
@@ -301,45 +302,46 @@ void backward_lanes(const at::Tensor& gy_any, const at::Tensor& input, const at:
     a.rows = s.P;
     a.cols = s.Q;
     a.acc_k = items;
-    for (int64_t ch = begin; ch < end; ++ch) {
-      T* acc = partial.data() + ch * sums * L;
-      const int64_t blk0 = nblocks * ch / nch;
-      for (int64_t blk = blk0; blk < nblocks * (ch + 1) / nch; ++blk) {
-        a.accumulate = blk > blk0;  // the chunk's first block writes its sums
-        const int64_t n0 = blk * L, nv = std::min(L, s.N - n0);
-        if (nv < L) {  // lanes past the batch must hold zeros: grad_weight sums them
-          std::fill(gyb.begin(), gyb.end(), T(0));
-          std::fill(xb.begin(), xb.end(), T(0));
-        }
-        to_lanes(gyp + n0 * kpq, kpq, nv, s.K, s.P, s.Q, gyb.data(), gchan, gwidth, gtop, gleft);
-        const T* g0 = gyb.data() + (gtop * gwidth + gleft) * L;  // grad_output pixel (0, 0)
-        if (want_gw) {
-          to_lanes(xp + n0 * chw, chw, nv, s.C, s.H, s.W, xb.data(), xchan, xwidth, fh.lo(), fw.lo());
-          for (int64_t g = 0; g < G; ++g)
-            for (int64_t kbi = 0; kbi < wkblocks; ++kbi) {
-              const int64_t k0 = g * Kg + kbi * wkb;
-              a.kb = std::min(wkb, Kg - kbi * wkb);
-              if (a.kb <= 0) break;
-              a.gy = g0 + k0 * gchan;
-              a.x = xb.data() + g * Cg * xchan + (fh.lo() * xwidth + fw.lo()) * L;
-              for (int64_t j = 0; j < items; j += jb) {
-                a.item_off = item_off.data() + j;
-                a.nitem = std::min(jb, items - j);
-                a.acc = acc + (k0 * items + j) * L;
-                kt.batch_wgrad(a);
+    for (int64_t begin, end; claim(begin, end);)
+      for (int64_t ch = begin; ch < end; ++ch) {
+        T* acc = partial.data() + ch * sums * L;
+        const int64_t blk0 = nblocks * ch / nch;
+        for (int64_t blk = blk0; blk < nblocks * (ch + 1) / nch; ++blk) {
+          a.accumulate = blk > blk0;  // the chunk's first block writes its sums
+          const int64_t n0 = blk * L, nv = std::min(L, s.N - n0);
+          if (nv < L) {  // lanes past the batch must hold zeros: grad_weight sums them
+            std::fill(gyb.begin(), gyb.end(), T(0));
+            std::fill(xb.begin(), xb.end(), T(0));
+          }
+          to_lanes(gyp + n0 * kpq, kpq, nv, s.K, s.P, s.Q, gyb.data(), gchan, gwidth, gtop, gleft);
+          const T* g0 = gyb.data() + (gtop * gwidth + gleft) * L;  // grad_output pixel (0, 0)
+          if (want_gw) {
+            to_lanes(xp + n0 * chw, chw, nv, s.C, s.H, s.W, xb.data(), xchan, xwidth, fh.lo(), fw.lo());
+            for (int64_t g = 0; g < G; ++g)
+              for (int64_t kbi = 0; kbi < wkblocks; ++kbi) {
+                const int64_t k0 = g * Kg + kbi * wkb;
+                a.kb = std::min(wkb, Kg - kbi * wkb);
+                if (a.kb <= 0) break;
+                a.gy = g0 + k0 * gchan;
+                a.x = xb.data() + g * Cg * xchan + (fh.lo() * xwidth + fw.lo()) * L;
+                for (int64_t j = 0; j < items; j += jb) {
+                  a.item_off = item_off.data() + j;
+                  a.nitem = std::min(jb, items - j);
+                  a.acc = acc + (k0 * items + j) * L;
+                  kt.batch_wgrad(a);
+                }
               }
-            }
-        }
-        if (want_gb)
-          for (int64_t k = 0; k < s.K; ++k)
-            add_lane_sums(g0 + k * gchan, s.P, s.Q * L, gwidth * L, acc + ((want_gw ? s.K * items : 0) + k) * L,
-                          a.accumulate);
-        if (want_gx) {
-          gxcorr->run(gyb.data(), gxb.data());
-          from_lanes(gxb.data(), chw, nv, gxp + n0 * chw);
+          }
+          if (want_gb)
+            for (int64_t k = 0; k < s.K; ++k)
+              add_lane_sums(g0 + k * gchan, s.P, s.Q * L, gwidth * L, acc + ((want_gw ? s.K * items : 0) + k) * L,
+                            a.accumulate);
+          if (want_gx) {
+            gxcorr->run(gyb.data(), gxb.data());
+            from_lanes(gxb.data(), chw, nv, gxp + n0 * chw);
+          }
         }
       }
-    }
   });
   // Chunks in order (lane-wise, in blocks), then lanes in order.
   const int64_t block = 1024;

@@ -296,7 +296,7 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
   // Units are (image, band, group, output tiles of one call), tiles fastest,
   // so a thread reuses a band's input across tiles and small batches still split evenly.
   const int64_t GK = G * KT;
-  at::parallel_for(0, grid.N * bands * GK, grain_for(band * grid.cols * kt.tiles * NR * Cred * ntaps), [&](int64_t begin, int64_t end) {
+  parallel_for_shared(grid.N * bands * GK, grain_for(band * grid.cols * kt.tiles * NR * Cred * ntaps), [&](const auto& claim) {
     WideTile<T> a;
     a.pix_in = pix_in.data();
     a.pix_out = pix_out.data();
@@ -313,31 +313,32 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
     st.cols = grid.cols;
     st.out_row = grid.out_row;
     st.out_lane = grid.out_chan;
-    for (int64_t u = begin; u < end; ++u) {
-      const int64_t gk = u % GK, nb = u / GK, g = gk / KT, kb = gk % KT * kt.tiles;
-      const int64_t n = nb / bands, p = nb % bands * band;
-      a.npix = std::min(band, grid.rows - p) * grid.cols;
-      a.out = grid.out + n * grid.out_n + (g * grid.Kout + kb * NR) * grid.out_chan + p * grid.out_row;
-      a.tiles = std::min<int64_t>(kt.tiles, KB - kb);
-      a.nr_valid = std::min(a.tiles * NR, grid.Kout - kb * NR);
-      a.init = grid.bias ? grid.bias + g * Kpad + kb * NR : nullptr;
-      for (int64_t blk = 0; blk < nblk; ++blk) {
-        const int64_t c0 = blk * Cb;
-        a.C = std::min(Cb, Cred - c0);
-        a.in = grid.in + n * grid.in_n + p * grid.in_row + (g * Cred + c0) * grid.in_chan;
-        a.w = packed.const_data_ptr<T>() + (g * KB + kb) * ntaps * Cred * NR + c0 * ntaps * NR;
-        a.acc_in = blk > 0 ? acc.data() : nullptr;
-        a.acc_out = blk + 1 < nblk || planar ? acc.data() : nullptr;
-        kt.wide_tile(a);
+    for (int64_t begin, end; claim(begin, end);)
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t gk = u % GK, nb = u / GK, g = gk / KT, kb = gk % KT * kt.tiles;
+        const int64_t n = nb / bands, p = nb % bands * band;
+        a.npix = std::min(band, grid.rows - p) * grid.cols;
+        a.out = grid.out + n * grid.out_n + (g * grid.Kout + kb * NR) * grid.out_chan + p * grid.out_row;
+        a.tiles = std::min<int64_t>(kt.tiles, KB - kb);
+        a.nr_valid = std::min(a.tiles * NR, grid.Kout - kb * NR);
+        a.init = grid.bias ? grid.bias + g * Kpad + kb * NR : nullptr;
+        for (int64_t blk = 0; blk < nblk; ++blk) {
+          const int64_t c0 = blk * Cb;
+          a.C = std::min(Cb, Cred - c0);
+          a.in = grid.in + n * grid.in_n + p * grid.in_row + (g * Cred + c0) * grid.in_chan;
+          a.w = packed.const_data_ptr<T>() + (g * KB + kb) * ntaps * Cred * NR + c0 * ntaps * NR;
+          a.acc_in = blk > 0 ? acc.data() : nullptr;
+          a.acc_out = blk + 1 < nblk || planar ? acc.data() : nullptr;
+          kt.wide_tile(a);
+        }
+        if (planar) {
+          st.in_item = a.tiles * NR;
+          st.n = a.npix;
+          st.m = a.nr_valid;
+          st.out = a.out;
+          kt.transpose(st);
+        }
       }
-      if (planar) {
-        st.in_item = a.tiles * NR;
-        st.n = a.npix;
-        st.m = a.nr_valid;
-        st.out = a.out;
-        kt.transpose(st);
-      }
-    }
   });
 }
 
@@ -523,9 +524,10 @@ struct PlaneRows {
     const int64_t units = src.size(0) * G, threads = at::get_num_threads();
     const bool small = buffer_size() * int64_t(sizeof(T)) <= (16 << 20);
     const int64_t parts = units >= 2 * threads || !small ? 1 : std::max<int64_t>(1, std::min(rows, ceil_div(4 * threads, units)));
-    at::parallel_for(0, units * parts, grain_for(unit_work / parts), [&](int64_t begin, int64_t end) {
+    parallel_for_shared(units * parts, grain_for(unit_work / parts), [&](const auto& claim) {
       WorkBuffer<T> buf(buffer_size());
-      for (int64_t u = begin; u < end; ++u) unit(u / parts / G, u / parts % G, buf.data(), u % parts, parts);
+      for (int64_t begin, end; claim(begin, end);)
+        for (int64_t u = begin; u < end; ++u) unit(u / parts / G, u / parts % G, buf.data(), u % parts, parts);
     });
   }
 };
@@ -865,7 +867,7 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
   const T* x = input.const_data_ptr<T>();
   const T* g = gy.const_data_ptr<T>();
   T* partial = part.mutable_data_ptr<T>();
-  at::parallel_for(0, nch, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_shared(nch, 1, [&](const auto& claim) {
     // The plane buffers are zeroed once: every image packs its data into the same slots.
     WorkBuffer<T> scratch(s.K * items * L), xbuf(Cg * lay.plane()), gbuf(Kg * glay.plane());
     WorkBuffer<T> gxbuf(gx_job ? gx_job->buffer_size() : 0);
@@ -876,39 +878,40 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
     a.rows = s.P;
     a.qv = glay.width / L;
     a.acc_k = items;
-    for (int64_t ch = begin; ch < end; ++ch) {
-      std::fill(scratch.begin(), scratch.end(), T(0));
-      for (int64_t n = s.N * ch / nch; n < s.N * (ch + 1) / nch; ++n)
-        for (int64_t gi = 0; gi < G; ++gi) {
-          for (int64_t c = 0; c < Cg; ++c)
-            pack_plane(x + (n * s.C + gi * Cg + c) * s.H * s.W, s.H, s.W, lay, xbuf.data() + c * lay.plane(), true);
-          for (int64_t k = 0; k < Kg; ++k) {
-            const T* plane = g + (n * s.K + gi * Kg + k) * s.P * s.Q;
-            pack_plane(plane, s.P, s.Q, glay, gbuf.data() + k * glay.plane(), true);
-            if (plane_sums) plane_sums[n * s.K + gi * Kg + k] = kt.sum(plane, s.P * s.Q);
-          }
-          a.x = xbuf.data();
-          for (int64_t k1 = 0; k1 < Kg; k1 += kb_max) {
-            a.kb = std::min(kb_max, Kg - k1);
-            const int64_t tb = kt.plane_wgrad_items[a.kb];
-            a.gy = gbuf.data() + k1 * glay.plane();
-            for (int64_t i0 = 0; i0 < items; i0 += tb) {
-              a.item_off = item_off.data() + i0;
-              a.nitem = std::min(tb, items - i0);
-              a.acc = scratch.data() + ((gi * Kg + k1) * items + i0) * L;
-              kt.plane_wgrad(a);
+    for (int64_t begin, end; claim(begin, end);)
+      for (int64_t ch = begin; ch < end; ++ch) {
+        std::fill(scratch.begin(), scratch.end(), T(0));
+        for (int64_t n = s.N * ch / nch; n < s.N * (ch + 1) / nch; ++n)
+          for (int64_t gi = 0; gi < G; ++gi) {
+            for (int64_t c = 0; c < Cg; ++c)
+              pack_plane(x + (n * s.C + gi * Cg + c) * s.H * s.W, s.H, s.W, lay, xbuf.data() + c * lay.plane(), true);
+            for (int64_t k = 0; k < Kg; ++k) {
+              const T* plane = g + (n * s.K + gi * Kg + k) * s.P * s.Q;
+              pack_plane(plane, s.P, s.Q, glay, gbuf.data() + k * glay.plane(), true);
+              if (plane_sums) plane_sums[n * s.K + gi * Kg + k] = kt.sum(plane, s.P * s.Q);
             }
+            a.x = xbuf.data();
+            for (int64_t k1 = 0; k1 < Kg; k1 += kb_max) {
+              a.kb = std::min(kb_max, Kg - k1);
+              const int64_t tb = kt.plane_wgrad_items[a.kb];
+              a.gy = gbuf.data() + k1 * glay.plane();
+              for (int64_t i0 = 0; i0 < items; i0 += tb) {
+                a.item_off = item_off.data() + i0;
+                a.nitem = std::min(tb, items - i0);
+                a.acc = scratch.data() + ((gi * Kg + k1) * items + i0) * L;
+                kt.plane_wgrad(a);
+              }
+            }
+            if (gx_job) gx_job->unit(n, gi, gxbuf.data());
           }
-          if (gx_job) gx_job->unit(n, gi, gxbuf.data());
+        T* dst = partial + ch * s.K * items;
+        for (int64_t i = 0; i < s.K * items; ++i) {
+          const T* lanes = scratch.data() + i * L;
+          T total = lanes[0];
+          for (int64_t l = 1; l < L; ++l) total += lanes[l];
+          dst[i] = total;
         }
-      T* dst = partial + ch * s.K * items;
-      for (int64_t i = 0; i < s.K * items; ++i) {
-        const T* lanes = scratch.data() + i * L;
-        T total = lanes[0];
-        for (int64_t l = 1; l < L; ++l) total += lanes[l];
-        dst[i] = total;
       }
-    }
   });
   sum_chunk_partials(partial, nch, s.K * items, gw.mutable_data_ptr<T>());
 }
@@ -977,7 +980,7 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
   const T* x = xb.const_data_ptr<T>();
   const T* g = gyb.const_data_ptr<T>();
   T* partial = part.mutable_data_ptr<T>();
-  at::parallel_for(0, nch * G * supers, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_shared(nch * G * supers, 1, [&](const auto& claim) {
     WideWgrad<T> a;
     a.cols = s.Q;
     a.x_row = s.stride_h * xh;
@@ -985,33 +988,34 @@ void backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
     a.gy_row = gyb.stride(1);
     a.gy_col = gyb.stride(2);
     a.acc_item = kbs * NR;
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t ch = task / (G * supers), gi = task / supers % G, kb0 = task % supers * kbs;
-      const int64_t kb1 = std::min(KB, kb0 + kbs);
-      T* acc = partial + task * slice;
-      std::fill(acc, acc + slice, T(0));
-      int64_t row = rows * ch / nch;
-      const int64_t row_end = rows * (ch + 1) / nch;
-      while (row < row_end) {
-        const int64_t n = row / s.P, p = row % s.P;
-        a.rows = std::min({band, row_end - row, s.P - p});
-        a.x = x + n * xn + gi * Cg * xc + p * s.stride_h * xh;
-        // One call's output-channel tiles at a time: their band of grad_output
-        // (a cache line or two per pixel) stays in L1 while every item group reuses it;
-        // the input band streams from L2 in order.
-        for (int64_t kb = kb0; kb < kb1; kb += a.tiles) {
-          a.tiles = std::min<int64_t>(kt.tiles, kb1 - kb);
-          a.gy = g + n * gyb.stride(0) + p * a.gy_row + gi * Kpad + kb * NR;
-          for (int64_t j = 0; j < items; j += MR) {
-            a.item_off = item_off.data() + j;
-            a.m = std::min(MR, items - j);
-            a.acc = acc + j * kbs * NR + (kb - kb0) * NR;
-            kt.wide_wgrad(a);
+    for (int64_t begin, end; claim(begin, end);)
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t ch = task / (G * supers), gi = task / supers % G, kb0 = task % supers * kbs;
+        const int64_t kb1 = std::min(KB, kb0 + kbs);
+        T* acc = partial + task * slice;
+        std::fill(acc, acc + slice, T(0));
+        int64_t row = rows * ch / nch;
+        const int64_t row_end = rows * (ch + 1) / nch;
+        while (row < row_end) {
+          const int64_t n = row / s.P, p = row % s.P;
+          a.rows = std::min({band, row_end - row, s.P - p});
+          a.x = x + n * xn + gi * Cg * xc + p * s.stride_h * xh;
+          // One call's output-channel tiles at a time: their band of grad_output
+          // (a cache line or two per pixel) stays in L1 while every item group reuses it;
+          // the input band streams from L2 in order.
+          for (int64_t kb = kb0; kb < kb1; kb += a.tiles) {
+            a.tiles = std::min<int64_t>(kt.tiles, kb1 - kb);
+            a.gy = g + n * gyb.stride(0) + p * a.gy_row + gi * Kpad + kb * NR;
+            for (int64_t j = 0; j < items; j += MR) {
+              a.item_off = item_off.data() + j;
+              a.m = std::min(MR, items - j);
+              a.acc = acc + j * kbs * NR + (kb - kb0) * NR;
+              kt.wide_wgrad(a);
+            }
           }
+          row += a.rows;
         }
-        row += a.rows;
       }
-    }
   });
   // Chunks summed in chunk order into the first chunk's slices, then
   // transposed into grad_weight [k][item], in blocks of items.

@@ -145,7 +145,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
   T* const yout = y.mutable_data_ptr<T>();
   const T* const ub = U.const_data_ptr<T>();
 
-  at::parallel_for(0, chunks * kparts, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_shared(chunks * kparts, 1, [&](const auto& claim) {
     const Scratch<T> V(nxi * max_tiles * Cv), M(nxi * block * LANES), stage(4 * max_tiles * LANES);
     int64_t cached = -1;
     WideTile<T> a;
@@ -158,51 +158,52 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
     a.out = nullptr;
     a.out_lane = 1;
     a.init = nullptr;
-    for (int64_t u = begin; u < end; ++u) {
-      const int64_t chunk = u / kparts, kp = u % kparts;
-      const int64_t n = chunk / (row_units * col_chunks), tr0 = chunk / col_chunks % row_units * rows_per,
-                    tc0 = chunk % col_chunks * tpr;
-      const int64_t trows = std::min(rows_per, TP - tr0), tcols = std::min(tpr, TQ - tc0), ntiles = trows * tcols;
-      const int64_t p0 = 2 * tr0, q0 = 2 * tc0, prows = std::min(2 * trows, P - p0), pcols = std::min(2 * tcols, Q - q0);
-      const int64_t v_xi = max_tiles * Cv;
-      if (chunk != cached) {
-        transform_patches(x + n * in.in_n + p0 * in.in_row + q0 * in.in_col, in, Cred, blk, ntiles, tcols, V.data(), v_xi,
-                          Cv);
-        cached = chunk;
-      }
-      for (int64_t kg = kp * kpt; kg < std::min(KT, (kp + 1) * kpt); ++kg) {
-        const int64_t kb = kg * kt.tiles;
-        a.tiles = std::min<int64_t>(kt.tiles, KB - kb);
-        a.nr_valid = std::min(a.tiles * NR, Kout - kb * NR);
-        const int64_t lanes = a.tiles * NR;
-        for (int64_t t0 = 0; t0 < ntiles; t0 += block) {
-          a.npix = std::min(block, ntiles - t0);
-          for (int64_t xi = 0; xi < nxi; ++xi) {
-            T* m = M.data() + xi * block * lanes;
-            for (int64_t c0 = 0; c0 < Ctot; c0 += Cb) {
-              a.C = std::min(Cb, Ctot - c0);
-              a.in = V.data() + xi * v_xi + t0 * Cv + c0;
-              a.w = ub + (kb * nxi + xi) * Ctot * NR + c0 * NR;
-              a.acc_in = c0 > 0 ? m : nullptr;
-              a.acc_out = m;
-              kt.wide_tile(a);
+    for (int64_t begin, end; claim(begin, end);)
+      for (int64_t u = begin; u < end; ++u) {
+        const int64_t chunk = u / kparts, kp = u % kparts;
+        const int64_t n = chunk / (row_units * col_chunks), tr0 = chunk / col_chunks % row_units * rows_per,
+                      tc0 = chunk % col_chunks * tpr;
+        const int64_t trows = std::min(rows_per, TP - tr0), tcols = std::min(tpr, TQ - tc0), ntiles = trows * tcols;
+        const int64_t p0 = 2 * tr0, q0 = 2 * tc0, prows = std::min(2 * trows, P - p0), pcols = std::min(2 * tcols, Q - q0);
+        const int64_t v_xi = max_tiles * Cv;
+        if (chunk != cached) {
+          transform_patches(x + n * in.in_n + p0 * in.in_row + q0 * in.in_col, in, Cred, blk, ntiles, tcols, V.data(), v_xi,
+                            Cv);
+          cached = chunk;
+        }
+        for (int64_t kg = kp * kpt; kg < std::min(KT, (kp + 1) * kpt); ++kg) {
+          const int64_t kb = kg * kt.tiles;
+          a.tiles = std::min<int64_t>(kt.tiles, KB - kb);
+          a.nr_valid = std::min(a.tiles * NR, Kout - kb * NR);
+          const int64_t lanes = a.tiles * NR;
+          for (int64_t t0 = 0; t0 < ntiles; t0 += block) {
+            a.npix = std::min(block, ntiles - t0);
+            for (int64_t xi = 0; xi < nxi; ++xi) {
+              T* m = M.data() + xi * block * lanes;
+              for (int64_t c0 = 0; c0 < Ctot; c0 += Cb) {
+                a.C = std::min(Cb, Ctot - c0);
+                a.in = V.data() + xi * v_xi + t0 * Cv + c0;
+                a.w = ub + (kb * nxi + xi) * Ctot * NR + c0 * NR;
+                a.acc_in = c0 > 0 ? m : nullptr;
+                a.acc_out = m;
+                kt.wide_tile(a);
+              }
             }
+            WinoOutput<T> wo{M.data(), block * lanes, lanes, t0, a.npix, tcols, bias ? bpack.data() + kb * NR : nullptr,
+                             stage.data(), pcols, prows, pcols, blk.k};
+            kt.wino_output(wo);
           }
-          WinoOutput<T> wo{M.data(), block * lanes, lanes, t0, a.npix, tcols, bias ? bpack.data() + kb * NR : nullptr,
-                           stage.data(), pcols, prows, pcols, blk.k};
-          kt.wino_output(wo);
-        }
-        T* out = yout + n * yn + kb * NR * yk + p0 * yrow + q0 * ycol;
-        if (yk == 1) {  // channels-last: rows of lanes
-          for (int64_t i = 0; i < prows; ++i)
-            for (int64_t j = 0; j < pcols; ++j)
-              std::memcpy(out + i * yrow + j * ycol, stage.data() + (i * pcols + j) * lanes, sizeof(T) * a.nr_valid);
-        } else {  // planar
-          Transpose<T> tr{stage.data(), lanes, prows * pcols, pcols, a.nr_valid, out, yrow, yk};
-          kt.transpose(tr);
+          T* out = yout + n * yn + kb * NR * yk + p0 * yrow + q0 * ycol;
+          if (yk == 1) {  // channels-last: rows of lanes
+            for (int64_t i = 0; i < prows; ++i)
+              for (int64_t j = 0; j < pcols; ++j)
+                std::memcpy(out + i * yrow + j * ycol, stage.data() + (i * pcols + j) * lanes, sizeof(T) * a.nr_valid);
+          } else {  // planar
+            Transpose<T> tr{stage.data(), lanes, prows * pcols, pcols, a.nr_valid, out, yrow, yk};
+            kt.transpose(tr);
+          }
         }
       }
-    }
   });
 }
 
@@ -313,7 +314,7 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
   std::fill(partial.data(), partial.data() + (groups - 1) * kparts * slice, T(0));
   std::vector<int64_t> item(MR);
   for (int64_t j = 0; j < MR; ++j) item[j] = j;
-  at::parallel_for(0, groups * kparts, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_shared(groups * kparts, 1, [&](const auto& claim) {
     const Scratch<T> V(nxi * max_tiles * Cv), Z(nxi * max_tiles * Zs);
     WideWgrad<T> a;
     a.item_off = item.data();
@@ -323,30 +324,31 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
     a.x_col = Cv;
     a.gy_col = Zs;
     a.acc_item = kpt_lanes;
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t grp = task / kparts, kp = task % kparts;
-      T* acc = grp == 0 ? du + kp * slice : partial.data() + (task - kparts) * slice;
-      for (int64_t chunk = chunks * grp / groups; chunk < chunks * (grp + 1) / groups; ++chunk) {
-        const int64_t n = chunk / (row_units * col_chunks), tr0 = chunk / col_chunks % row_units * rows_per,
-                      tc0 = chunk % col_chunks * tpr;
-        const int64_t tcols = std::min(tpr, TQ - tc0), ntiles = std::min(rows_per, TP - tr0) * tcols;
-        transform_patches(x + n * in.in_n + 2 * tr0 * in.in_row + 2 * tc0 * in.in_col, in, Cred, blk, ntiles, tcols,
-                          V.data(), max_tiles * Cv, Cv);
-        WinoInput<T> wg{g + n * gy_n + 2 * tr0 * gy_row + 2 * tc0 * gy_col + kp * kpt_lanes, gy_row, gy_col, kpt_lanes,
-                        ntiles, tcols, Z.data(), max_tiles * Zs, Zs, blk.k};
-        kt.wino_gy(wg);
-        a.cols = ntiles;
-        for (int64_t xi = 0; xi < nxi; ++xi)
-          for (int64_t k0 = 0; k0 < kpt_lanes; k0 += lanes)
-            for (int64_t c0 = 0; c0 < Ctot; c0 += MR) {
-              a.x = V.data() + xi * max_tiles * Cv + c0;
-              a.m = std::min(MR, Ctot - c0);
-              a.gy = Z.data() + xi * max_tiles * Zs + k0;
-              a.acc = acc + (xi * Ctot + c0) * kpt_lanes + k0;
-              kt.wide_wgrad(a);
-            }
+    for (int64_t begin, end; claim(begin, end);)
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t grp = task / kparts, kp = task % kparts;
+        T* acc = grp == 0 ? du + kp * slice : partial.data() + (task - kparts) * slice;
+        for (int64_t chunk = chunks * grp / groups; chunk < chunks * (grp + 1) / groups; ++chunk) {
+          const int64_t n = chunk / (row_units * col_chunks), tr0 = chunk / col_chunks % row_units * rows_per,
+                        tc0 = chunk % col_chunks * tpr;
+          const int64_t tcols = std::min(tpr, TQ - tc0), ntiles = std::min(rows_per, TP - tr0) * tcols;
+          transform_patches(x + n * in.in_n + 2 * tr0 * in.in_row + 2 * tc0 * in.in_col, in, Cred, blk, ntiles, tcols,
+                            V.data(), max_tiles * Cv, Cv);
+          WinoInput<T> wg{g + n * gy_n + 2 * tr0 * gy_row + 2 * tc0 * gy_col + kp * kpt_lanes, gy_row, gy_col, kpt_lanes,
+                          ntiles, tcols, Z.data(), max_tiles * Zs, Zs, blk.k};
+          kt.wino_gy(wg);
+          a.cols = ntiles;
+          for (int64_t xi = 0; xi < nxi; ++xi)
+            for (int64_t k0 = 0; k0 < kpt_lanes; k0 += lanes)
+              for (int64_t c0 = 0; c0 < Ctot; c0 += MR) {
+                a.x = V.data() + xi * max_tiles * Cv + c0;
+                a.m = std::min(MR, Ctot - c0);
+                a.gy = Z.data() + xi * max_tiles * Zs + k0;
+                a.acc = acc + (xi * Ctot + c0) * kpt_lanes + k0;
+                kt.wide_wgrad(a);
+              }
+        }
       }
-    }
   });
   // Groups added in group order: the sums depend on the shape alone.
   if (groups == 1) return;
