@@ -3,6 +3,7 @@ random shapes that reach every kernel family (wide channels-last tiles, planar
 rows, stride phases, tails). CI runs this file with the widest kernels the
 CPU has and again with CONVKIT_CPU_ISA=avx2 and =generic (narrower builds of
 the same kernel source)."""
+import math
 import os
 import subprocess
 import sys
@@ -282,3 +283,12 @@ def test_unknown_isa_is_refused():
     code = "import torch, convkit; torch.ops.convkit.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2), None, [1, 1], [0, 0], [1, 1], 1)"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode != 0 and "CONVKIT_CPU_ISA must be avx512, avx2 or generic" in result.stderr
+
+
+def test_fma_peak_is_a_measurement():
+    # The speed reports' yardstick: a finite, positive rate measured on the
+    # kernels' own vectors; nonsense round counts are refused.
+    peak = torch.ops.convkit._cpu_fma_peak(200000)
+    assert math.isfinite(peak) and peak > 0.1
+    with pytest.raises(RuntimeError, match="rounds must be positive"):
+        torch.ops.convkit._cpu_fma_peak(0)

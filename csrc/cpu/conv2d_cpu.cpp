@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -1209,11 +1210,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
 
 std::string cpu_isa() { return kernels().name; }
 
+// The machine's float multiply-add ceiling now, in GFLOP/s over all threads
+// (each runs `rounds` rounds of independent chains): on a shared machine it
+// moves from minute to minute, and speed reports set measured GFLOP/s against it.
+double cpu_fma_peak(int64_t rounds) {
+  TORCH_CHECK(rounds > 0, "convkit::_cpu_fma_peak: rounds must be positive, got ", rounds);
+  const int64_t threads = at::get_num_threads();
+  std::vector<float> sinks(threads);
+  std::atomic<int64_t> ops{0};
+  const auto t0 = std::chrono::steady_clock::now();
+  at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) ops += int64_t(kernels().fma_chains(rounds, &sinks[i]));
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return double(ops.load()) / seconds / 1e9;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(convkit, m) {
   // Which CPU kernel build runs ("avx2" or "generic"); for tests and reports.
   m.def("_cpu_isa() -> str", &cpu_isa);
+  // The FMA ceiling of the machine now, GFLOP/s on all threads (speed reports).
+  m.def("_cpu_fma_peak(int rounds=10000000) -> float", &cpu_fma_peak);
 }
 
 TORCH_LIBRARY_IMPL(convkit, CPU, m) {

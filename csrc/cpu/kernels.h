@@ -246,6 +246,10 @@ struct KernelTable {
   const char* name;
   KernelsT<float> f32;
   KernelsT<double> f64;
+  // The yardstick of speed reports: `rounds` rounds of 12 independent chains
+  // of float multiply-adds on the wide kernels' vectors; returns the
+  // floating-point operations done (a sum goes to *sink, so none is dropped).
+  double (*fma_chains)(int64_t rounds, float* sink);
 };
 
 const KernelTable& kernels_generic();

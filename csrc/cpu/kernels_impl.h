@@ -969,6 +969,22 @@ T sum(const T* p, int64_t n) {
   return total;
 }
 
+double fma_chains(int64_t rounds, float* sink) {
+  using W = typename Wide<float>::type;
+  constexpr int kChains = 12;  // enough independent chains to cover the multiply-add latency
+  W acc[kChains];
+  const W b = splat<float, kWideBytes>(1.0000001f), c = splat<float, kWideBytes>(1e-7f);
+#pragma GCC unroll 12
+  for (int i = 0; i < kChains; ++i) acc[i] = splat<float, kWideBytes>(float(i));
+  for (int64_t r = 0; r < rounds; ++r)
+#pragma GCC unroll 12
+    for (int i = 0; i < kChains; ++i) acc[i] = acc[i] * b + c;
+  W total = acc[0];
+  for (int i = 1; i < kChains; ++i) total += acc[i];
+  *sink = total[0];
+  return 2.0 * kChains * Wide<float>::L * double(rounds);
+}
+
 template <typename T>
 KernelsT<T> make_kernels() {
   KernelsT<T> k;
@@ -998,7 +1014,7 @@ KernelsT<T> make_kernels() {
 }  // namespace
 
 const KernelTable& table() {
-  static const KernelTable t = {CONVKIT_ISA_NAME, make_kernels<float>(), make_kernels<double>()};
+  static const KernelTable t = {CONVKIT_ISA_NAME, make_kernels<float>(), make_kernels<double>(), &fma_chains};
   return t;
 }
 
