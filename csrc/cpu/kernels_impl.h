@@ -398,13 +398,16 @@ void plane_wgrad_kt(const PlaneWgrad<T>& a) {
 
 // Items per plane grad_weight call for kb output channels: the kb x items
 // accumulators fill about three quarters of the vector registers (one
-// channel keeps 12: depthwise layers have 9 items).
+// channel keeps 12; calls with at most 9 items, a 3 x 3 depthwise layer's, take 9).
 constexpr int plane_wgrad_items(int64_t kb) { return kb == 1 ? 12 : kPlaneRegs * 3 / 4 / (kb == 5 ? 6 : kb); }
 
 template <typename T>
 void plane_wgrad(const PlaneWgrad<T>& a) {
   switch (a.kb > 6 ? 6 : a.kb) {
-    case 1: plane_wgrad_kt<T, 1, plane_wgrad_items(1)>(a); break;
+    case 1:  // a 3 x 3 depthwise layer's 9 items in 9 accumulators, not 12 (surplus ones would repeat the 9th)
+      if (a.nitem <= 9) return plane_wgrad_kt<T, 1, 9>(a);
+      plane_wgrad_kt<T, 1, plane_wgrad_items(1)>(a);
+      break;
     case 2: plane_wgrad_kt<T, 2, plane_wgrad_items(2)>(a); break;
     case 3: plane_wgrad_kt<T, 3, plane_wgrad_items(3)>(a); break;
     case 4: plane_wgrad_kt<T, 4, plane_wgrad_items(4)>(a); break;
