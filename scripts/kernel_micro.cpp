@@ -1,11 +1,13 @@
-// The wide CPU micro-kernels against the machine's FMA peak, with all data in
-// L1: separates kernel efficiency from everything around it (packing, caches,
+// CPU micro-kernels against the machine's FMA peak, with all data in L1:
+// separates kernel efficiency from everything around it (packing, caches,
 // threads). Torch-free; see DEVELOPERS.md for the build line. Each row
-// measures the peak (independent 512-bit FMAs) right before the kernels, so a
-// shared machine's swings cancel out.
+// measures the peak right before the kernels, so a shared machine's swings
+// cancel out. The wide AVX-512 tiles run where the CPU has AVX-512; the AVX2
+// plane kernels of a 3 x 3 depthwise layer (56 x 56 plane) run everywhere.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <immintrin.h>
 #include <vector>
 
@@ -39,7 +41,39 @@ __attribute__((target("avx512f"))) double fma_peak() {
   return sink == 1.5f ? 0 : 12.0 * 32 * n / s / 1e9;
 }
 
+// One 56 x 56 plane of a 3 x 3 depthwise layer: forward rows and grad_weight.
+void plane_rows() {
+  const KernelTable& tab = kernels_avx2();
+  const int H = 56, W = 56, width = 64;
+  // 64-byte aligned, as the op's buffers are (a vector load across two cache lines costs two).
+  alignas(64) static float in[(H + 2) * width + 64], out[H * W + 64], gy[H * W + 64], acc[9 * 8];
+  std::fill(in, in + (H + 2) * width + 64, 0.5f);
+  std::fill(gy, gy + H * W + 64, 0.25f);
+  std::vector<float> w(9 * kPlaneKB, 0.1f);
+  std::vector<int64_t> off(9);
+  for (int t = 0; t < 9; ++t) off[t] = t / 3 * width + t % 3;
+  PlaneRow<float> f{};
+  f.in = in, f.in_off = off.data(), f.n = 9, f.in_row_step = width, f.w = w.data(), f.kb = 1;
+  f.out = out, f.out_k = H * W, f.out_row = W, f.Q = W, f.rows = H;
+  PlaneWgrad<float> g{};
+  g.x = in, g.x_row = width, g.item_off = off.data(), g.nitem = 9, g.gy = gy, g.gy_row = W;
+  g.gy_k = H * W, g.kb = 1, g.rows = H, g.qv = W / 8, g.acc = acc, g.acc_k = 9;
+  const double flops = 2.0 * H * W * 9;
+  for (int rep = 0; rep < 3; ++rep) {
+    float sink = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    const double peak = tab.fma_chains(20000000, &sink) /
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 1e9;
+    const double fwd = gflops([&] { tab.f32.plane_row(f); }, flops, 20000);
+    const double wgrad = gflops([&] { tab.f32.plane_wgrad(g); }, flops, 20000);
+    std::printf("avx2 fma peak %5.1f GFLOP/s | depthwise 3x3 rows %5.1f (%3.0f%%) | grad_weight %5.1f (%3.0f%%)\n", peak,
+                fwd, 100 * fwd / peak, wgrad, 100 * wgrad / peak);
+  }
+}
+
 int main() {
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) plane_rows();
+  if (!__builtin_cpu_supports("avx512f")) return 0;
   const KernelsT<float>& kt = kernels_avx512().f32;
   const int NR = kt.nr, lanes = kt.tiles * NR, taps = 9, C = 16, M = kt.mr;
   // Forward tile: M pixels of one row, 3x3 taps, C channels, planar input.

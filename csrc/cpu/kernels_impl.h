@@ -329,8 +329,61 @@ void plane_row_kq(const PlaneRow<T>& a) {
   for (; row < a.rows; ++row) plane_rows_kq<T, KB, QB, 1>(a, row);
 }
 
+// One channel, 3 x 3 taps, stride 1 (depthwise rows, forward or grad_input):
+// neighbouring output rows read the same input rows, so RB rows keep the 9
+// weights in registers and load each input vector once for up to three of
+// them (0.55 loads per multiply-add instead of 1.1; 1.5x faster in L1).
+// Same products in the same order as plane_rows_kq, so the same results.
+template <typename T, int RB, int QB>
+void plane_rows_3x3(const PlaneRow<T>& a, int64_t row) {
+  constexpr int L = Vec<T>::L;
+  const int64_t step = a.in_row_step;
+  const T* in_row = a.in + a.in_off[0] + row * step;
+  T* out_row = a.out + row * a.out_row;
+  V<T> w[9];
+#pragma GCC unroll 9
+  for (int i = 0; i < 9; ++i) w[i] = splat(a.w[i * kPlaneKB]);
+  const V<T> b = a.bias ? splat(a.bias[0]) : V<T>{};
+  along_row<T, QB>(a.Q, [&](int64_t q0, auto vecs) {
+    constexpr int B = decltype(vecs)::n;
+    V<T> acc[RB][1][B];
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < B; ++v) acc[r][0][v] = b;
+#pragma GCC unroll 8
+    for (int j = 0; j < RB + 2; ++j)  // input rows
+#pragma GCC unroll 3
+      for (int t = 0; t < 3; ++t)
+#pragma GCC unroll 8
+        for (int v = 0; v < B; ++v) {
+          const V<T> x = loadu(in_row + j * step + q0 + v * L + t);
+#pragma GCC unroll 8
+          for (int r = 0; r < RB; ++r)
+            if (j - r >= 0 && j - r < 3) acc[r][0][v] += w[(j - r) * 3 + t] * x;
+        }
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) store_plane_block<T, 1, B>(a, out_row + r * a.out_row, q0, acc[r]);
+  });
+}
+
+// Whether a call is one channel's dense 3 x 3 taps at stride 1.
+template <typename T>
+bool plane_dense_3x3(const PlaneRow<T>& a) {
+  if (a.kb != 1 || a.n != 9) return false;
+  for (int i = 0; i < 9; ++i)
+    if (a.in_off[i] != a.in_off[0] + i / 3 * a.in_row_step + i % 3) return false;
+  return true;
+}
+
 template <typename T>
 void plane_row(const PlaneRow<T>& a) {
+  if (plane_dense_3x3(a)) {
+    int64_t row = 0;
+    for (; row + 3 <= a.rows; row += 3) plane_rows_3x3<T, 3, 2>(a, row);
+    for (; row < a.rows; ++row) plane_rows_3x3<T, 1, 2>(a, row);
+    return;
+  }
   switch (a.kb) {
     case 6: plane_row_kq<T, 6, plane_qb(6)>(a); break;
     case 5: plane_row_kq<T, 5, plane_qb(5)>(a); break;
@@ -396,6 +449,53 @@ void plane_wgrad_kt(const PlaneWgrad<T>& a) {
       if (k < a.kb && t < a.nitem) storeu(a.acc + aoff[k][t], loadu(a.acc + aoff[k][t]) + acc[k][t]);
 }
 
+// One channel's dense 3 x 3 taps at stride 1 (a depthwise layer): x row j
+// pairs with grad_output rows j - 2 .. j, so RB grad_output rows are held in
+// registers and each x vector is loaded once for up to three taps (0.6 loads
+// per multiply-add instead of 1.1).
+template <typename T, int RB>
+inline void plane_wgrad_3x3_rows(const PlaneWgrad<T>& a, int64_t row, V<T> (&acc)[9]) {
+  constexpr int L = Vec<T>::L;
+  const T* x = a.x + a.item_off[0] + row * a.x_row;
+  const T* g = a.gy + row * a.gy_row;
+  for (int64_t v = 0; v < a.qv; ++v) {
+    const int64_t o = v * L;
+    V<T> gv[RB];
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) gv[r] = loadu(g + r * a.gy_row + o);
+#pragma GCC unroll 8
+    for (int j = 0; j < RB + 2; ++j)
+#pragma GCC unroll 3
+      for (int t = 0; t < 3; ++t) {
+        const V<T> xv = loadu(x + j * a.x_row + o + t);
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; ++r)
+          if (j - r >= 0 && j - r < 3) acc[(j - r) * 3 + t] += gv[r] * xv;
+      }
+  }
+}
+
+template <typename T>
+bool plane_wgrad_dense_3x3(const PlaneWgrad<T>& a) {
+  if (a.kb != 1 || a.nitem != 9) return false;
+  for (int i = 0; i < 9; ++i)
+    if (a.item_off[i] != a.item_off[0] + i / 3 * a.x_row + i % 3) return false;
+  return true;
+}
+
+template <typename T>
+void plane_wgrad_3x3(const PlaneWgrad<T>& a) {
+  constexpr int RB = 6;
+  V<T> acc[9];
+#pragma GCC unroll 9
+  for (int i = 0; i < 9; ++i) acc[i] = V<T>{};
+  int64_t row = 0;
+  for (; row + RB <= a.rows; row += RB) plane_wgrad_3x3_rows<T, RB>(a, row, acc);
+  for (; row < a.rows; ++row) plane_wgrad_3x3_rows<T, 1>(a, row, acc);
+#pragma GCC unroll 9
+  for (int i = 0; i < 9; ++i) storeu(a.acc + i * Vec<T>::L, loadu(a.acc + i * Vec<T>::L) + acc[i]);
+}
+
 // Items per plane grad_weight call for kb output channels: the kb x items
 // accumulators fill about three quarters of the vector registers (one
 // channel keeps 12; calls with at most 9 items, a 3 x 3 depthwise layer's, take 9).
@@ -405,6 +505,7 @@ template <typename T>
 void plane_wgrad(const PlaneWgrad<T>& a) {
   switch (a.kb > 6 ? 6 : a.kb) {
     case 1:  // a 3 x 3 depthwise layer's 9 items in 9 accumulators, not 12 (surplus ones would repeat the 9th)
+      if (plane_wgrad_dense_3x3(a)) return plane_wgrad_3x3(a);
       if (a.nitem <= 9) return plane_wgrad_kt<T, 1, 9>(a);
       plane_wgrad_kt<T, 1, plane_wgrad_items(1)>(a);
       break;
