@@ -46,9 +46,13 @@ void plane_rows() {
   const KernelTable& tab = kernels_avx2();
   const int H = 56, W = 56, width = 64;
   // 64-byte aligned, as the op's buffers are (a vector load across two cache lines costs two).
-  alignas(64) static float in[(H + 2) * width + 64], out[H * W + 64], gy[H * W + 64], acc[9 * 8];
-  std::fill(in, in + (H + 2) * width + 64, 0.5f);
-  std::fill(gy, gy + H * W + 64, 0.25f);
+  auto buffer = [](size_t n, float v) {
+    float* p = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
+    std::fill(p, p + n, v);
+    return p;
+  };
+  float *in = buffer((H + 2) * width + 64, 0.5f), *out = buffer(H * W + 64, 0.f), *gy = buffer(H * W + 64, 0.25f),
+        *acc = buffer(9 * 8, 0.f);
   std::vector<float> w(9 * kPlaneKB, 0.1f);
   std::vector<int64_t> off(9);
   for (int t = 0; t < 9; ++t) off[t] = t / 3 * width + t % 3;

@@ -367,18 +367,18 @@ void plane_rows_3x3(const PlaneRow<T>& a, int64_t row) {
   });
 }
 
-// Whether a call is one channel's dense 3 x 3 taps at stride 1.
-template <typename T>
-bool plane_dense_3x3(const PlaneRow<T>& a) {
-  if (a.kb != 1 || a.n != 9) return false;
+// Whether one channel's n taps at offsets off are a dense 3 x 3 window over
+// rows `row` apart, consecutive output rows also `row` apart (stride 1).
+inline bool dense_3x3(int64_t kb, int64_t n, const int64_t* off, int64_t row) {
+  if (kb != 1 || n != 9) return false;
   for (int i = 0; i < 9; ++i)
-    if (a.in_off[i] != a.in_off[0] + i / 3 * a.in_row_step + i % 3) return false;
+    if (off[i] != off[0] + i / 3 * row + i % 3) return false;
   return true;
 }
 
 template <typename T>
 void plane_row(const PlaneRow<T>& a) {
-  if (plane_dense_3x3(a)) {
+  if (dense_3x3(a.kb, a.n, a.in_off, a.in_row_step)) {
     int64_t row = 0;
     for (; row + 3 <= a.rows; row += 3) plane_rows_3x3<T, 3, 2>(a, row);
     for (; row < a.rows; ++row) plane_rows_3x3<T, 1, 2>(a, row);
@@ -476,14 +476,6 @@ inline void plane_wgrad_3x3_rows(const PlaneWgrad<T>& a, int64_t row, V<T> (&acc
 }
 
 template <typename T>
-bool plane_wgrad_dense_3x3(const PlaneWgrad<T>& a) {
-  if (a.kb != 1 || a.nitem != 9) return false;
-  for (int i = 0; i < 9; ++i)
-    if (a.item_off[i] != a.item_off[0] + i / 3 * a.x_row + i % 3) return false;
-  return true;
-}
-
-template <typename T>
 void plane_wgrad_3x3(const PlaneWgrad<T>& a) {
   constexpr int RB = 6;
   V<T> acc[9];
@@ -505,7 +497,7 @@ template <typename T>
 void plane_wgrad(const PlaneWgrad<T>& a) {
   switch (a.kb > 6 ? 6 : a.kb) {
     case 1:  // a 3 x 3 depthwise layer's 9 items in 9 accumulators, not 12 (surplus ones would repeat the 9th)
-      if (plane_wgrad_dense_3x3(a)) return plane_wgrad_3x3(a);
+      if (dense_3x3(a.kb, a.nitem, a.item_off, a.x_row)) return plane_wgrad_3x3(a);
       if (a.nitem <= 9) return plane_wgrad_kt<T, 1, 9>(a);
       plane_wgrad_kt<T, 1, plane_wgrad_items(1)>(a);
       break;
