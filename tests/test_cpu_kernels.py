@@ -100,6 +100,8 @@ FIXED = [
     # Depthwise 3 x 3 rows with weights (forward) or grad_output (grad_weight) in
     # registers: row counts off their blocks of 3 and 6, a partial last vector.
     dict(N=3, C=8, K=8, H=17, W=21, R=3, S=3, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=8),
+    # Whole-vector grad_output rows, which grad_weight reads in place.
+    dict(N=4, C=8, K=8, H=7, W=16, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=8),
     dict(N=1, C=32, K=64, H=6, W=6, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=2),
     dict(N=1, C=8, K=8, H=5, W=5, R=3, S=3, stride=(3, 3), padding=(3, 3), dilation=(1, 1), groups=1),
     # Winograd F(2x2, 3x3): odd sizes (tiles hanging over the edges), channel

@@ -847,7 +847,9 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
   const at::Tensor input = input_any.contiguous(), gy = gy_any.contiguous();
   PlaneLayout lay = input_plane_layout<T>(s, round_up(s.Q, L));
   lay.data_rows = s.H;
-  // grad_output rows zero-padded to whole vectors.
+  // grad_output rows zero-padded to whole vectors. Rows that are whole
+  // vectors already (and 32-byte aligned) are read where they are: copying
+  // them would cost more loads and stores than the kernel's own.
   PlaneLayout glay;
   glay.rows = s.P;
   glay.width = round_up(s.Q, L);
@@ -867,10 +869,11 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
   at::Tensor part = empty_pooled({nch, s.K * items}, gy.options());
   const T* x = input.const_data_ptr<T>();
   const T* g = gy.const_data_ptr<T>();
+  const bool gy_in_place = s.Q % L == 0 && reinterpret_cast<uintptr_t>(g) % 32 == 0;
   T* partial = part.mutable_data_ptr<T>();
   parallel_for_shared(nch, 1, [&](const auto& claim) {
     // The plane buffers are zeroed once: every image packs its data into the same slots.
-    WorkBuffer<T> scratch(s.K * items * L), xbuf(Cg * lay.plane()), gbuf(Kg * glay.plane());
+    WorkBuffer<T> scratch(s.K * items * L), xbuf(Cg * lay.plane()), gbuf(gy_in_place ? 0 : Kg * glay.plane());
     WorkBuffer<T> gxbuf(gx_job ? gx_job->buffer_size() : 0);
     PlaneWgrad<T> a;
     a.x_row = s.stride_h * lay.width;
@@ -886,16 +889,17 @@ void backward_weight(const at::Tensor& gy_any, const at::Tensor& input_any, cons
           for (int64_t gi = 0; gi < G; ++gi) {
             for (int64_t c = 0; c < Cg; ++c)
               pack_plane(x + (n * s.C + gi * Cg + c) * s.H * s.W, s.H, s.W, lay, xbuf.data() + c * lay.plane(), true);
+            const T* gy_planes = g + (n * s.K + gi * Kg) * s.P * s.Q;
             for (int64_t k = 0; k < Kg; ++k) {
-              const T* plane = g + (n * s.K + gi * Kg + k) * s.P * s.Q;
-              pack_plane(plane, s.P, s.Q, glay, gbuf.data() + k * glay.plane(), true);
+              const T* plane = gy_planes + k * s.P * s.Q;
+              if (!gy_in_place) pack_plane(plane, s.P, s.Q, glay, gbuf.data() + k * glay.plane(), true);
               if (plane_sums) plane_sums[n * s.K + gi * Kg + k] = kt.sum(plane, s.P * s.Q);
             }
             a.x = xbuf.data();
             for (int64_t k1 = 0; k1 < Kg; k1 += kb_max) {
               a.kb = std::min(kb_max, Kg - k1);
               const int64_t tb = kt.plane_wgrad_items[a.kb];
-              a.gy = gbuf.data() + k1 * glay.plane();
+              a.gy = (gy_in_place ? gy_planes : gbuf.data()) + k1 * glay.plane();
               for (int64_t i0 = 0; i0 < items; i0 += tb) {
                 a.item_off = item_off.data() + i0;
                 a.nitem = std::min(tb, items - i0);
