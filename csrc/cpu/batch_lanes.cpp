@@ -376,6 +376,7 @@ bool batch_lanes_suit(const ConvShape& s, LanePass pass) {
       (pass == LanePass::grad_input && (s.stride_h != 1 || s.stride_w != 1)))
     return false;
   if (env && std::strcmp(env, "1") == 0) return true;  // wherever it applies (tests cover every shape with it)
+  if (wide_vectors_wider()) return false;
   // Winograd F(2x2, 5x5) ran the whole backward of the 5 x 5 layers it takes
   // faster (1.06-1.4x at 16..32 channels, batch 64..256).
   if (pass != LanePass::forward && s.R == 5 && s.S == 5 && winograd_suits(s, WinogradPass::grad_weight)) return false;

@@ -81,6 +81,16 @@ bool use_wide(int64_t vector_channels) {
   return vector_channels * 2 >= kern<T>().nr;
 }
 
+// Whether the wide kernels run wider vectors than the plane and batch-lane
+// kernels (AVX-512: 512 against 256 bits). Then the shapes those families won
+// on AVX2 go to the wide and Winograd kernels (2-core Zen 5, float32: LeNet
+// c2 forward 1.5x, its forward + backward 1.37x, LeNet c1 1.2x, the 7x7/2
+// RGB stem 1.03-1.1x).
+inline bool wide_vectors_wider() {
+  const KernelsT<float>& kt = kern<float>();
+  return kt.wide_lanes > kt.lanes;
+}
+
 // Whether every value is finite: then products with padding zeros are exact
 // zeros, and kernels may skip them or add them as they find fastest. A block
 // holding Inf or NaN has a non-finite sum; finite values whose sum overflows

@@ -572,6 +572,7 @@ at::Tensor subsampled(const at::Tensor& input, const ConvShape& s) {
 // (0.55-0.7x at batch 1, where the wide pass splits pixels finer).
 // (Planes of a unit past 16 MiB would take a buffer that size per thread.)
 bool few_input_channels(const ConvShape& s, bool grad_weight) {
+  if (wide_vectors_wider()) return false;
   const int64_t unit_bytes = s.C_per_group() * (s.H + 2 * s.pad_h) * (s.W + 2 * s.pad_w) * int64_t(sizeof(double));
   return s.C_per_group() <= 4 && unit_bytes <= (16 << 20) && (!grad_weight || s.N >= 4);
 }

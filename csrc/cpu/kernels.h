@@ -217,7 +217,8 @@ struct WinoWeightsGrad {
 
 template <typename T>
 struct KernelsT {
-  int lanes;  // elements per vector
+  int lanes;       // elements per vector (plane, batch-lane and Winograd transform kernels)
+  int wide_lanes;  // elements per vector of the wide tile kernels (as many, or twice as many with AVX-512)
   int mr;     // pixels (or grad_weight items) per wide call
   int nr;     // lanes per wide tile (64 bytes)
   int tiles;  // wide tiles one call may cover

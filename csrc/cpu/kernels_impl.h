@@ -1095,6 +1095,7 @@ template <typename T>
 KernelsT<T> make_kernels() {
   KernelsT<T> k;
   k.lanes = Vec<T>::L;
+  k.wide_lanes = Wide<T>::L;
   k.mr = kMR;
   k.nr = Wide<T>::NR;
   k.tiles = kTiles;
