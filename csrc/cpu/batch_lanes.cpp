@@ -1,4 +1,5 @@
-// Batch lanes. A task takes a block of L images (L = elements per vector),
+// Batch lanes. A task takes a block of L images (L = elements per vector, as
+// wide as the wide kernels' vectors: 8 floats, 16 with AVX-512),
 // transposes them into [channel][row][col][L] buffers that stay in L2,
 // runs the pass there and transposes the result back. Per pass:
 //  - forward: y = correlation of the input with the weights;
@@ -89,7 +90,7 @@ struct LaneCorr {
   template <typename Weight>
   LaneCorr(LaneAxis ah_, LaneAxis aw_, int64_t G_, int64_t Cred_, int64_t Kout_, bool skip, const Weight& weight,
            const T* bias_)
-      : ah(std::move(ah_)), aw(std::move(aw_)), G(G_), Cred(Cred_), Kout(Kout_), L(kern<T>().lanes),
+      : ah(std::move(ah_)), aw(std::move(aw_)), G(G_), Cred(Cred_), Kout(Kout_), L(kern<T>().batch_lanes),
         width(aw.extent()), chan(conflict_free_stride<T>(ah.extent() * aw.extent() * L)), bias(bias_) {
     const int64_t R = ah.off.size(), S = aw.off.size();
     kblocks = ceil_div(Kout, kBatchKB);
@@ -182,8 +183,8 @@ void to_lanes(const T* src, int64_t image_stride, int64_t nv, int64_t C, int64_t
   t.in_item = image_stride;
   t.n = t.cols = nv;
   t.out_row = 0;
-  t.out_lane = kt.lanes;
-  if (top == 0 && left == 0 && width == W && chan == H * W * kt.lanes) {
+  t.out_lane = kt.batch_lanes;
+  if (top == 0 && left == 0 && width == W && chan == H * W * kt.batch_lanes) {
     t.in = src;
     t.m = C * H * W;
     t.out = buf;
@@ -194,7 +195,7 @@ void to_lanes(const T* src, int64_t image_stride, int64_t nv, int64_t C, int64_t
   for (int64_t c = 0; c < C; ++c)
     for (int64_t h = 0; h < H; ++h) {
       t.in = src + (c * H + h) * W;
-      t.out = buf + c * chan + ((top + h) * width + left) * kt.lanes;
+      t.out = buf + c * chan + ((top + h) * width + left) * kt.batch_lanes;
       kt.transpose(t);
     }
 }
@@ -204,7 +205,7 @@ template <typename T>
 void from_lanes(const T* buf, int64_t count, int64_t nv, T* dst) {
   Transpose<T> t;  // items: values; lanes: images
   t.in = buf;
-  t.in_item = kern<T>().lanes;
+  t.in_item = kern<T>().batch_lanes;
   t.n = t.cols = count;
   t.m = nv;
   t.out = dst;
@@ -213,22 +214,22 @@ void from_lanes(const T* buf, int64_t count, int64_t nv, T* dst) {
   kern<T>().transpose(t);
 }
 
-// acc[l] (+)= sum over rows r and c < n (c % L == l) of v[r * row + c], for the L
-// lanes of 32-byte vectors (a constant, so the lane loop vectorizes).
+// acc[l] (+)= sum over rows r and c < n (c % L == l) of v[r * row + c], for
+// the L lanes of a batch-lane vector.
 template <typename T>
 void add_lane_sums(const T* v, int64_t rows, int64_t n, int64_t row, T* acc, bool accumulate) {
-  constexpr int L = 32 / sizeof(T);
-  T sum[L] = {};
+  const int64_t L = kern<T>().batch_lanes;
+  T sum[64 / sizeof(T)] = {};
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < n; c += L)
-      for (int l = 0; l < L; ++l) sum[l] += v[r * row + c + l];
-  for (int l = 0; l < L; ++l) acc[l] = accumulate ? acc[l] + sum[l] : sum[l];
+      for (int64_t l = 0; l < L; ++l) sum[l] += v[r * row + c + l];
+  for (int64_t l = 0; l < L; ++l) acc[l] = accumulate ? acc[l] + sum[l] : sum[l];
 }
 
 template <typename T>
 void forward_lanes(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                    at::Tensor& y) {
-  const int64_t L = kern<T>().lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
+  const int64_t L = kern<T>().batch_lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
   const at::Tensor wc = weight.contiguous(), x = input.contiguous();
   const T* wp = wc.const_data_ptr<T>();
   const LaneCorr<T> corr(forward_axis(s.P, s.H, s.stride_h, s.pad_h, s.dil_h, s.R),
@@ -257,8 +258,7 @@ template <typename T>
 void backward_lanes(const at::Tensor& gy_any, const at::Tensor& input, const at::Tensor& weight, const ConvShape& s,
                     at::Tensor& gx, at::Tensor& gw, at::Tensor& gb) {
   const KernelsT<T>& kt = kern<T>();
-  const int64_t L = kt.lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
-  TORCH_INTERNAL_ASSERT(L == 32 / int64_t(sizeof(T)), "batch lanes are 32-byte vectors");
+  const int64_t L = kt.batch_lanes, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
   const at::Tensor wc = weight.contiguous(), gyc = gy_any.contiguous();
   const T* wp = wc.const_data_ptr<T>();
   const bool want_gx = gx.defined(), want_gw = gw.defined(), want_gb = gb.defined();
@@ -376,7 +376,6 @@ bool batch_lanes_suit(const ConvShape& s, LanePass pass) {
       (pass == LanePass::grad_input && (s.stride_h != 1 || s.stride_w != 1)))
     return false;
   if (env && std::strcmp(env, "1") == 0) return true;  // wherever it applies (tests cover every shape with it)
-  if (wide_vectors_wider()) return false;
   // Winograd F(2x2, 5x5) ran the whole backward of the 5 x 5 layers it takes
   // faster (1.06-1.4x at 16..32 channels, batch 64..256).
   if (pass != LanePass::forward && s.R == 5 && s.S == 5 && winograd_suits(s, WinogradPass::grad_weight)) return false;

@@ -81,11 +81,10 @@ bool use_wide(int64_t vector_channels) {
   return vector_channels * 2 >= kern<T>().nr;
 }
 
-// Whether the wide kernels run wider vectors than the plane and batch-lane
-// kernels (AVX-512: 512 against 256 bits). Then the shapes those families won
-// on AVX2 go to the wide and Winograd kernels (2-core Zen 5, float32: LeNet
-// c2 forward 1.5x, its forward + backward 1.37x, LeNet c1 1.2x, the 7x7/2
-// RGB stem 1.03-1.1x).
+// Whether the wide kernels run wider vectors than the plane kernels
+// (AVX-512: 512 against 256 bits). Then the few-channel layers the plane
+// kernels won on AVX2 go to the wide kernels (2-core Zen 5, float32: LeNet
+// c1 forward + backward 1.2x, the 7x7/2 RGB stem 1.03-1.1x).
 inline bool wide_vectors_wider() {
   const KernelsT<float>& kt = kern<float>();
   return kt.wide_lanes > kt.lanes;

@@ -98,7 +98,7 @@ struct WideWgrad {
   int64_t acc_item;
 };
 
-// Batch lanes: vectors along the batch, L (= lanes) images per vector, in
+// Batch lanes: vectors along the batch, L (= batch_lanes) images per vector, in
 // buffers laid out [channel][row][col][L]. For output channel k < kb and
 // pixel i < npix,
 //   out[k*out_k + pix_out[i] .. +L] = init[k] + sum over items j in the segments of
@@ -219,6 +219,7 @@ template <typename T>
 struct KernelsT {
   int lanes;       // elements per vector (plane, batch-lane and Winograd transform kernels)
   int wide_lanes;  // elements per vector of the wide tile kernels (as many, or twice as many with AVX-512)
+  int batch_lanes;  // images per batch-lane vector (as many as wide_lanes)
   int mr;     // pixels (or grad_weight items) per wide call
   int nr;     // lanes per wide tile (64 bytes)
   int tiles;  // wide tiles one call may cover

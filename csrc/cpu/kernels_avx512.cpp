@@ -1,8 +1,9 @@
 // AVX-512 build of the kernels: the wide kernels hold one 16-float tile row
 // in a single 512-bit register and keep 8 pixels x 2 tiles in flight (32
-// vector registers: each broadcast feeds two FMAs); the plane
-// kernels keep 256-bit vectors. Chosen at run time only on CPUs with
-// AVX-512F/VL/BW/DQ (see kernels() in conv2d_cpu.cpp).
+// vector registers: each broadcast feeds two FMAs) and the batch-lane
+// kernels 16 images a vector; the plane kernels keep 256-bit vectors.
+// Chosen at run time only on CPUs with AVX-512F/VL/BW/DQ (see kernels() in
+// conv2d_cpu.cpp).
 #if defined(__x86_64__)
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #define CONVKIT_ISA_NS avx512

@@ -6,7 +6,8 @@
 // kernels, CONVKIT_WIDE_MR (default 6) their pixels (or items) per call and
 // CONVKIT_WIDE_TILES (default 1) the output-channel tiles a call may cover;
 // CONVKIT_VEC_REGS (default 16) is the number of vector registers;
-// the plane kernels always use 32-byte vectors (their rows are narrow).
+// the batch-lane kernels use it too (a vector is a block of images); the
+// plane kernels always use 32-byte vectors (their rows are narrow).
 //
 // No standard-library templates are used here on purpose: an inline template
 // instantiated under AVX2 could be picked by the linker for a generic caller.
@@ -34,6 +35,7 @@ namespace CONVKIT_ISA_NS {
 namespace {
 
 constexpr int kVecBytes = 32;                      // plane kernels and sums
+constexpr int kLaneBytes = CONVKIT_WIDE_VEC_BYTES;  // batch-lane kernels
 constexpr int kPlaneRegs = CONVKIT_VEC_REGS;
 constexpr int kWideBytes = CONVKIT_WIDE_VEC_BYTES;  // wide kernels
 // A wide tile is 64 bytes of output channels (16 floats, 8 doubles) whatever
@@ -513,10 +515,10 @@ void plane_wgrad(const PlaneWgrad<T>& a) {
 // vector of images each; weights are broadcast.
 template <typename T, int KB, int M>
 void batch_tile_km(const BatchTile<T>& a, int64_t first) {
-  V<T> acc[KB][M];
+  V<T, kLaneBytes> acc[KB][M];
 #pragma GCC unroll 4
   for (int k = 0; k < KB; ++k) {
-    const V<T> b = a.init ? splat(a.init[k]) : V<T>{};
+    const V<T, kLaneBytes> b = a.init ? splat<T, kLaneBytes>(a.init[k]) : V<T, kLaneBytes>{};
 #pragma GCC unroll 12
     for (int m = 0; m < M; ++m) acc[k][m] = b;
   }
@@ -529,22 +531,22 @@ void batch_tile_km(const BatchTile<T>& a, int64_t first) {
       const int64_t off = a.item_off[j];
       // The smaller operand set stays in registers (12 accumulators leave 4).
       if constexpr (KB < M) {
-        V<T> wk[KB];
+        V<T, kLaneBytes> wk[KB];
 #pragma GCC unroll 4
-        for (int k = 0; k < KB; ++k) wk[k] = splat(w[k]);
+        for (int k = 0; k < KB; ++k) wk[k] = splat<T, kLaneBytes>(w[k]);
 #pragma GCC unroll 12
         for (int m = 0; m < M; ++m) {
-          const V<T> x = loadu(src[m] + off);
+          const V<T, kLaneBytes> x = loadu<T, kLaneBytes>(src[m] + off);
 #pragma GCC unroll 4
           for (int k = 0; k < KB; ++k) acc[k][m] += wk[k] * x;
         }
       } else {
-        V<T> x[M];
+        V<T, kLaneBytes> x[M];
 #pragma GCC unroll 12
-        for (int m = 0; m < M; ++m) x[m] = loadu(src[m] + off);
+        for (int m = 0; m < M; ++m) x[m] = loadu<T, kLaneBytes>(src[m] + off);
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) {
-          const V<T> wk = splat(w[k]);
+          const V<T, kLaneBytes> wk = splat<T, kLaneBytes>(w[k]);
 #pragma GCC unroll 12
           for (int m = 0; m < M; ++m) acc[k][m] += wk * x[m];
         }
@@ -556,7 +558,7 @@ void batch_tile_km(const BatchTile<T>& a, int64_t first) {
   for (int m = 0; m < M; ++m) {
     T* out = a.out + a.pix_out[first + m];
 #pragma GCC unroll 4
-    for (int k = 0; k < KB; ++k) storeu(out + k * a.out_k, acc[k][m]);
+    for (int k = 0; k < KB; ++k) storeu<T, kLaneBytes>(out + k * a.out_k, acc[k][m]);
   }
 }
 
@@ -591,8 +593,8 @@ void batch_tile(const BatchTile<T>& a) {
 // accumulators. Surplus channels/items repeat the last real one and are not stored.
 template <typename T, int KB, int JB>
 void batch_wgrad_kj(const BatchWgrad<T>& a) {
-  constexpr int L = Vec<T>::L;
-  V<T> acc[KB][JB] = {};  // a two-level sum, as in wide_wgrad_m
+  constexpr int L = Vec<T, kLaneBytes>::L;
+  V<T, kLaneBytes> acc[KB][JB] = {};  // a two-level sum, as in wide_wgrad_m
   int64_t xoff[JB], goff[KB];
 #pragma GCC unroll 12
   for (int j = 0; j < JB; ++j) xoff[j] = a.item_off[min64(j, a.nitem - 1)];
@@ -603,22 +605,22 @@ void batch_wgrad_kj(const BatchWgrad<T>& a) {
     const T* g = a.gy + row * a.gy_row;
     for (int64_t col = 0; col < a.cols; ++col) {
       if constexpr (KB < JB) {  // the smaller operand set stays in registers
-        V<T> gv[KB];
+        V<T, kLaneBytes> gv[KB];
 #pragma GCC unroll 4
-        for (int k = 0; k < KB; ++k) gv[k] = loadu(g + goff[k]);
+        for (int k = 0; k < KB; ++k) gv[k] = loadu<T, kLaneBytes>(g + goff[k]);
 #pragma GCC unroll 12
         for (int j = 0; j < JB; ++j) {
-          const V<T> xv = loadu(x + xoff[j]);
+          const V<T, kLaneBytes> xv = loadu<T, kLaneBytes>(x + xoff[j]);
 #pragma GCC unroll 4
           for (int k = 0; k < KB; ++k) acc[k][j] += gv[k] * xv;
         }
       } else {
-        V<T> xv[JB];
+        V<T, kLaneBytes> xv[JB];
 #pragma GCC unroll 12
-        for (int j = 0; j < JB; ++j) xv[j] = loadu(x + xoff[j]);
+        for (int j = 0; j < JB; ++j) xv[j] = loadu<T, kLaneBytes>(x + xoff[j]);
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) {
-          const V<T> gv = loadu(g + goff[k]);
+          const V<T, kLaneBytes> gv = loadu<T, kLaneBytes>(g + goff[k]);
 #pragma GCC unroll 12
           for (int j = 0; j < JB; ++j) acc[k][j] += gv * xv[j];
         }
@@ -633,7 +635,7 @@ void batch_wgrad_kj(const BatchWgrad<T>& a) {
     for (int j = 0; j < JB; ++j)
       if (k < a.kb && j < a.nitem) {
         T* dst = a.acc + (k * a.acc_k + j) * L;
-        storeu(dst, a.accumulate ? loadu(dst) + acc[k][j] : acc[k][j]);
+        storeu<T, kLaneBytes>(dst, a.accumulate ? loadu<T, kLaneBytes>(dst) + acc[k][j] : acc[k][j]);
       }
 }
 
@@ -1096,6 +1098,7 @@ KernelsT<T> make_kernels() {
   KernelsT<T> k;
   k.lanes = Vec<T>::L;
   k.wide_lanes = Wide<T>::L;
+  k.batch_lanes = Vec<T, kLaneBytes>::L;
   k.mr = kMR;
   k.nr = Wide<T>::NR;
   k.tiles = kTiles;
