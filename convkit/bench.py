@@ -172,13 +172,16 @@ def make_callables(case, pass_name, include_naive=True):
         return {"convkit": lambda: mine(x), "torch": lambda: ref(x)}
     go = torch.randn(ref(x).shape, generator=gen)
 
-    def fb(m):
+    # Each side has its own input: a call drops the input gradient its side
+    # made the call before, and freeing torch's (a fresh mapping for some
+    # shapes) must not be timed as convkit's.
+    def fb(m, inp):
         def run():
-            x.grad = None
+            inp.grad = None
             m.zero_grad(set_to_none=True)
-            m(x).backward(go)
+            m(inp).backward(go)
         return run
-    return {"convkit": fb(mine), "torch": fb(ref)}
+    return {"convkit": fb(mine, x), "torch": fb(ref, x.detach().clone().requires_grad_(case.input_grad))}
 
 
 def measure(case, pass_name, quick=False, include_naive=True):
