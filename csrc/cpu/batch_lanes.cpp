@@ -77,7 +77,7 @@ struct LaneCorr {
   int64_t G, Cred, Kout, L, width, chan, kb, kblocks, items;
   std::vector<T> w;  // [g][kblock][item (r, s, c)][kBatchKB], zero past the block's channels
   std::vector<int64_t> item_off, seg, pix_in, pix_out;
-  // Blocks of up to batch_cols(kb) output pixels and the item segments
+  // Blocks of up to batch_cols[kb] output pixels and the item segments
   // (taps) they read: the rows of a block read the same kernel rows, its
   // columns the span of their kernel columns.
   struct Call {
@@ -109,7 +109,7 @@ struct LaneCorr {
         for (int64_t c = 0; c < Cred; ++c) item_off[(r * S + t) * Cred + c] = c * chan + (ah.off[r] * width + aw.off[t]) * L;
     // Rows by the kernel rows they read; inside each run of rows, pixels
     // column by column, so a block's columns are neighbours.
-    const int64_t M = batch_cols(kb);
+    const int64_t M = kern<T>().batch_cols[kb];
     for (int64_t p = 0, p1; p < ah.O; p = p1) {
       const auto rt = ah.taps(p, p + 1, skip);
       for (p1 = p + 1; p1 < ah.O && ah.taps(p1, p1 + 1, skip) == rt;) ++p1;
@@ -282,7 +282,7 @@ void backward_lanes(const at::Tensor& gy_any, const at::Tensor& input, const at:
   for (int64_t c = 0; c < Cg; ++c)
     for (int64_t r = 0; r < s.R; ++r)
       for (int64_t t = 0; t < s.S; ++t) item_off[(c * s.R + r) * s.S + t] = c * xchan + (fh.off[r] * xwidth + fw.off[t]) * L;
-  const int64_t wkblocks = ceil_div(Kg, kBatchKB), wkb = ceil_div(Kg, wkblocks), jb = batch_cols(wkb);
+  const int64_t wkblocks = ceil_div(Kg, kBatchKB), wkb = ceil_div(Kg, wkblocks), jb = kt.batch_cols[wkb];
 
   const at::Tensor xc = want_gw ? input.contiguous() : input;
   const T* xp = want_gw ? xc.const_data_ptr<T>() : nullptr;

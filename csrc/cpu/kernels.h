@@ -123,11 +123,12 @@ struct BatchTile {
 
 constexpr int kBatchKB = 4;
 
-// Pixels (or grad_weight items) per batch tile for kb output channels:
-// kb x batch_cols(kb) accumulators fill 12 of the 16 vector registers.
-constexpr int batch_cols(int64_t kb) { return kb >= 4 ? 3 : kb == 3 ? 4 : kb == 2 ? 6 : 12; }
+// Pixels (or grad_weight items) per batch tile for kb output channels, with
+// `regs` vector registers: kb x batch_cols accumulators fill three quarters
+// of them (12 of 16, 24 of 32). KernelsT::batch_cols holds the build's values.
+constexpr int batch_cols(int64_t kb, int regs) { return int(regs * 3 / 4 / kb); }
 
-// Batch-lane grad_weight: for k < kb (<= kBatchKB) and j < nitem (<= batch_cols(kb)),
+// Batch-lane grad_weight: for k < kb (<= kBatchKB) and j < nitem (<= batch_cols[kb]),
 //   acc[(k*acc_k + j)*L .. +L] (+)= sum over rows and cols of
 //     gy[k*gy_k + row*gy_row + col*L ..] * x[item_off[j] + row*x_row + col*x_col ..]
 // (lane-wise: lanes are images; the caller sums them).
@@ -228,6 +229,7 @@ struct KernelsT {
   void (*plane_row)(const PlaneRow<T>&);
   void (*plane_wgrad)(const PlaneWgrad<T>&);
   int plane_wgrad_items[kPlaneKB + 1];  // items per plane_wgrad call, by kb
+  int batch_cols[kBatchKB + 1];         // pixels (items) per batch_tile (batch_wgrad) call, by kb
   void (*batch_tile)(const BatchTile<T>&);
   void (*batch_wgrad)(const BatchWgrad<T>&);
   void (*transpose)(const Transpose<T>&);

@@ -519,22 +519,22 @@ void batch_tile_km(const BatchTile<T>& a, int64_t first) {
 #pragma GCC unroll 4
   for (int k = 0; k < KB; ++k) {
     const V<T, kLaneBytes> b = a.init ? splat<T, kLaneBytes>(a.init[k]) : V<T, kLaneBytes>{};
-#pragma GCC unroll 12
+#pragma GCC unroll 24
     for (int m = 0; m < M; ++m) acc[k][m] = b;
   }
   const T* src[M];
-#pragma GCC unroll 12
+#pragma GCC unroll 24
   for (int m = 0; m < M; ++m) src[m] = a.in + a.pix_in[first + m];
   for (int64_t sg = 0; sg < a.nseg; ++sg) {
     const T* w = a.w + a.seg[2 * sg] * kBatchKB;
     for (int64_t j = a.seg[2 * sg]; j < a.seg[2 * sg + 1]; ++j) {
       const int64_t off = a.item_off[j];
-      // The smaller operand set stays in registers (12 accumulators leave 4).
+      // The smaller operand set stays in registers beside the accumulators.
       if constexpr (KB < M) {
         V<T, kLaneBytes> wk[KB];
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) wk[k] = splat<T, kLaneBytes>(w[k]);
-#pragma GCC unroll 12
+#pragma GCC unroll 24
         for (int m = 0; m < M; ++m) {
           const V<T, kLaneBytes> x = loadu<T, kLaneBytes>(src[m] + off);
 #pragma GCC unroll 4
@@ -542,19 +542,19 @@ void batch_tile_km(const BatchTile<T>& a, int64_t first) {
         }
       } else {
         V<T, kLaneBytes> x[M];
-#pragma GCC unroll 12
+#pragma GCC unroll 24
         for (int m = 0; m < M; ++m) x[m] = loadu<T, kLaneBytes>(src[m] + off);
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) {
           const V<T, kLaneBytes> wk = splat<T, kLaneBytes>(w[k]);
-#pragma GCC unroll 12
+#pragma GCC unroll 24
           for (int m = 0; m < M; ++m) acc[k][m] += wk * x[m];
         }
       }
       w += kBatchKB;
     }
   }
-#pragma GCC unroll 12
+#pragma GCC unroll 24
   for (int m = 0; m < M; ++m) {
     T* out = a.out + a.pix_out[first + m];
 #pragma GCC unroll 4
@@ -573,7 +573,7 @@ void batch_tile_tail(const BatchTile<T>& a, int64_t first, int64_t n) {
 
 template <typename T, int KB>
 void batch_tiles(const BatchTile<T>& a) {
-  constexpr int M = batch_cols(KB);
+  constexpr int M = batch_cols(KB, kPlaneRegs);
   int64_t i = 0;
   for (; i + M <= a.npix; i += M) batch_tile_km<T, KB, M>(a, i);
   if (i < a.npix) batch_tile_tail<T, KB, M>(a, i, a.npix - i);
@@ -596,7 +596,7 @@ void batch_wgrad_kj(const BatchWgrad<T>& a) {
   constexpr int L = Vec<T, kLaneBytes>::L;
   V<T, kLaneBytes> acc[KB][JB] = {};  // a two-level sum, as in wide_wgrad_m
   int64_t xoff[JB], goff[KB];
-#pragma GCC unroll 12
+#pragma GCC unroll 24
   for (int j = 0; j < JB; ++j) xoff[j] = a.item_off[min64(j, a.nitem - 1)];
 #pragma GCC unroll 4
   for (int k = 0; k < KB; ++k) goff[k] = min64(k, a.kb - 1) * a.gy_k;
@@ -608,7 +608,7 @@ void batch_wgrad_kj(const BatchWgrad<T>& a) {
         V<T, kLaneBytes> gv[KB];
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) gv[k] = loadu<T, kLaneBytes>(g + goff[k]);
-#pragma GCC unroll 12
+#pragma GCC unroll 24
         for (int j = 0; j < JB; ++j) {
           const V<T, kLaneBytes> xv = loadu<T, kLaneBytes>(x + xoff[j]);
 #pragma GCC unroll 4
@@ -616,12 +616,12 @@ void batch_wgrad_kj(const BatchWgrad<T>& a) {
         }
       } else {
         V<T, kLaneBytes> xv[JB];
-#pragma GCC unroll 12
+#pragma GCC unroll 24
         for (int j = 0; j < JB; ++j) xv[j] = loadu<T, kLaneBytes>(x + xoff[j]);
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) {
           const V<T, kLaneBytes> gv = loadu<T, kLaneBytes>(g + goff[k]);
-#pragma GCC unroll 12
+#pragma GCC unroll 24
           for (int j = 0; j < JB; ++j) acc[k][j] += gv * xv[j];
         }
       }
@@ -631,7 +631,7 @@ void batch_wgrad_kj(const BatchWgrad<T>& a) {
   }
 #pragma GCC unroll 4
   for (int k = 0; k < KB; ++k)
-#pragma GCC unroll 12
+#pragma GCC unroll 24
     for (int j = 0; j < JB; ++j)
       if (k < a.kb && j < a.nitem) {
         T* dst = a.acc + (k * a.acc_k + j) * L;
@@ -652,10 +652,10 @@ void batch_wgrad_upto(const BatchWgrad<T>& a) {
 template <typename T>
 void batch_wgrad(const BatchWgrad<T>& a) {
   switch (a.kb) {
-    case 4: batch_wgrad_upto<T, 4, batch_cols(4)>(a); break;
-    case 3: batch_wgrad_upto<T, 3, batch_cols(3)>(a); break;
-    case 2: batch_wgrad_upto<T, 2, batch_cols(2)>(a); break;
-    default: batch_wgrad_upto<T, 1, batch_cols(1)>(a); break;
+    case 4: batch_wgrad_upto<T, 4, batch_cols(4, kPlaneRegs)>(a); break;
+    case 3: batch_wgrad_upto<T, 3, batch_cols(3, kPlaneRegs)>(a); break;
+    case 2: batch_wgrad_upto<T, 2, batch_cols(2, kPlaneRegs)>(a); break;
+    default: batch_wgrad_upto<T, 1, batch_cols(1, kPlaneRegs)>(a); break;
   }
 }
 
@@ -1107,6 +1107,7 @@ KernelsT<T> make_kernels() {
   k.plane_row = &plane_row<T>;
   k.plane_wgrad = &plane_wgrad<T>;
   for (int kb = 1; kb <= kPlaneKB; ++kb) k.plane_wgrad_items[kb] = plane_wgrad_items(kb);
+  for (int kb = 1; kb <= kBatchKB; ++kb) k.batch_cols[kb] = batch_cols(kb, kPlaneRegs);
   k.batch_tile = &batch_tile<T>;
   k.batch_wgrad = &batch_wgrad<T>;
   k.transpose = &transpose<T>;
