@@ -218,7 +218,7 @@ struct WinoWeightsGrad {
 
 template <typename T>
 struct KernelsT {
-  int lanes;       // elements per vector (plane, batch-lane and Winograd transform kernels)
+  int lanes;       // elements per vector (plane and Winograd transform kernels)
   int wide_lanes;  // elements per vector of the wide tile kernels (as many, or twice as many with AVX-512)
   int batch_lanes;  // images per batch-lane vector (as many as wide_lanes)
   int mr;     // pixels (or grad_weight items) per wide call
