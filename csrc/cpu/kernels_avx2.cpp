@@ -5,6 +5,7 @@
 #pragma GCC target("avx2,fma")
 #define CONVKIT_ISA_NS avx2
 #define CONVKIT_ISA_NAME "avx2"
+#define CONVKIT_VEC_CONSTRAINT "x"
 #include "kernels_impl.h"
 
 namespace convkit {

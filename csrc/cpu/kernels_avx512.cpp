@@ -12,6 +12,7 @@
 #define CONVKIT_WIDE_MR 8
 #define CONVKIT_WIDE_TILES 2
 #define CONVKIT_VEC_REGS 32
+#define CONVKIT_VEC_CONSTRAINT "v"
 #include "kernels_impl.h"
 
 namespace convkit {

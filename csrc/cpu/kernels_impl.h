@@ -89,6 +89,18 @@ inline void store_partial(T* p, V<T> v, int64_t n) {
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// Keeps a loaded vector in a register. GCC may otherwise fold the load into
+// every FMA that uses it (a memory operand each), repeating it once per use.
+// (CONVKIT_VEC_CONSTRAINT: the includer's asm register class for a vector.)
+template <typename Vt>
+inline void in_register(Vt& v) {
+#ifdef CONVKIT_VEC_CONSTRAINT
+  asm("" : "+" CONVKIT_VEC_CONSTRAINT(v));
+#else
+  (void)v;
+#endif
+}
+
 // ---------------------------------------------------------------------------
 // Wide tiles: M pixels (or items) x TT tiles of 64 bytes of output channels.
 constexpr int kMR = CONVKIT_WIDE_MR;
@@ -536,14 +548,18 @@ void batch_tile_km(const BatchTile<T>& a, int64_t first) {
         for (int k = 0; k < KB; ++k) wk[k] = splat<T, kLaneBytes>(w[k]);
 #pragma GCC unroll 24
         for (int m = 0; m < M; ++m) {
-          const V<T, kLaneBytes> x = loadu<T, kLaneBytes>(src[m] + off);
+          V<T, kLaneBytes> x = loadu<T, kLaneBytes>(src[m] + off);
+          in_register(x);
 #pragma GCC unroll 4
           for (int k = 0; k < KB; ++k) acc[k][m] += wk[k] * x;
         }
       } else {
         V<T, kLaneBytes> x[M];
 #pragma GCC unroll 24
-        for (int m = 0; m < M; ++m) x[m] = loadu<T, kLaneBytes>(src[m] + off);
+        for (int m = 0; m < M; ++m) {
+          x[m] = loadu<T, kLaneBytes>(src[m] + off);
+          in_register(x[m]);
+        }
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) {
           const V<T, kLaneBytes> wk = splat<T, kLaneBytes>(w[k]);
@@ -610,17 +626,22 @@ void batch_wgrad_kj(const BatchWgrad<T>& a) {
         for (int k = 0; k < KB; ++k) gv[k] = loadu<T, kLaneBytes>(g + goff[k]);
 #pragma GCC unroll 24
         for (int j = 0; j < JB; ++j) {
-          const V<T, kLaneBytes> xv = loadu<T, kLaneBytes>(x + xoff[j]);
+          V<T, kLaneBytes> xv = loadu<T, kLaneBytes>(x + xoff[j]);
+          in_register(xv);
 #pragma GCC unroll 4
           for (int k = 0; k < KB; ++k) acc[k][j] += gv[k] * xv;
         }
       } else {
         V<T, kLaneBytes> xv[JB];
 #pragma GCC unroll 24
-        for (int j = 0; j < JB; ++j) xv[j] = loadu<T, kLaneBytes>(x + xoff[j]);
+        for (int j = 0; j < JB; ++j) {
+          xv[j] = loadu<T, kLaneBytes>(x + xoff[j]);
+          in_register(xv[j]);
+        }
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) {
-          const V<T, kLaneBytes> gv = loadu<T, kLaneBytes>(g + goff[k]);
+          V<T, kLaneBytes> gv = loadu<T, kLaneBytes>(g + goff[k]);
+          in_register(gv);
 #pragma GCC unroll 24
           for (int j = 0; j < JB; ++j) acc[k][j] += gv * xv[j];
         }
