@@ -319,10 +319,14 @@ void plane_rows_kq(const PlaneRow<T>& a, int64_t row) {
 #pragma GCC unroll 8
       for (int r = 0; r < RB; ++r)
 #pragma GCC unroll 8
-        for (int v = 0; v < B; ++v) x[r][v] = loadu(src + r * a.in_row_step + v * L);
+        for (int v = 0; v < B; ++v) {
+          x[r][v] = loadu(src + r * a.in_row_step + v * L);
+          in_register(x[r][v]);
+        }
 #pragma GCC unroll 8
       for (int k = 0; k < KB; ++k) {
-        const V<T> wk = splat(w[k]);
+        V<T> wk = splat(w[k]);
+        in_register(wk);
 #pragma GCC unroll 8
         for (int r = 0; r < RB; ++r)
 #pragma GCC unroll 8
@@ -371,7 +375,8 @@ void plane_rows_3x3(const PlaneRow<T>& a, int64_t row) {
       for (int t = 0; t < 3; ++t)
 #pragma GCC unroll 8
         for (int v = 0; v < B; ++v) {
-          const V<T> x = loadu(in_row + j * step + q0 + v * L + t);
+          V<T> x = loadu(in_row + j * step + q0 + v * L + t);
+          in_register(x);
 #pragma GCC unroll 8
           for (int r = 0; r < RB; ++r)
             if (j - r >= 0 && j - r < 3) acc[r][0][v] += w[(j - r) * 3 + t] * x;
@@ -435,10 +440,14 @@ void plane_wgrad_kt(const PlaneWgrad<T>& a) {
       if constexpr (KB >= TB) {
         V<T> xv[TB];
 #pragma GCC unroll 16
-        for (int t = 0; t < TB; ++t) xv[t] = loadu(x + toff[t] + o);
+        for (int t = 0; t < TB; ++t) {
+          xv[t] = loadu(x + toff[t] + o);
+          in_register(xv[t]);
+        }
 #pragma GCC unroll 16
         for (int k = 0; k < KB; ++k) {
-          const V<T> gv = loadu(g + goff[k] + o);
+          V<T> gv = loadu(g + goff[k] + o);
+          in_register(gv);
 #pragma GCC unroll 16
           for (int t = 0; t < TB; ++t) acc[k][t] += gv * xv[t];
         }
@@ -448,7 +457,8 @@ void plane_wgrad_kt(const PlaneWgrad<T>& a) {
         for (int k = 0; k < KB; ++k) gv[k] = loadu(g + goff[k] + o);
 #pragma GCC unroll 16
         for (int t = 0; t < TB; ++t) {
-          const V<T> xv = loadu(x + toff[t] + o);
+          V<T> xv = loadu(x + toff[t] + o);
+          in_register(xv);
 #pragma GCC unroll 16
           for (int k = 0; k < KB; ++k) acc[k][t] += gv[k] * xv;
         }
@@ -481,7 +491,8 @@ inline void plane_wgrad_3x3_rows(const PlaneWgrad<T>& a, int64_t row, V<T> (&acc
     for (int j = 0; j < RB + 2; ++j)
 #pragma GCC unroll 3
       for (int t = 0; t < 3; ++t) {
-        const V<T> xv = loadu(x + j * a.x_row + o + t);
+        V<T> xv = loadu(x + j * a.x_row + o + t);
+        in_register(xv);
 #pragma GCC unroll 8
         for (int r = 0; r < RB; ++r)
           if (j - r >= 0 && j - r < 3) acc[(j - r) * 3 + t] += gv[r] * xv;
