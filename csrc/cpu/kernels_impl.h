@@ -89,16 +89,15 @@ inline void store_partial(T* p, V<T> v, int64_t n) {
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Keeps a loaded vector in a register. GCC may otherwise fold the load into
-// every FMA that uses it (a memory operand each), repeating it once per use.
-// (CONVKIT_VEC_CONSTRAINT: the includer's asm register class for a vector.)
+// v, kept in a register: for a loaded vector that several FMAs use, GCC may
+// otherwise fold the load into each of them (a memory operand each), repeating
+// it once per use. (CONVKIT_VEC_CONSTRAINT: the includer's asm register class.)
 template <typename Vt>
-inline void in_register(Vt& v) {
+inline Vt in_register(Vt v) {
 #ifdef CONVKIT_VEC_CONSTRAINT
   asm("" : "+" CONVKIT_VEC_CONSTRAINT(v));
-#else
-  (void)v;
 #endif
+  return v;
 }
 
 // ---------------------------------------------------------------------------
@@ -319,14 +318,10 @@ void plane_rows_kq(const PlaneRow<T>& a, int64_t row) {
 #pragma GCC unroll 8
       for (int r = 0; r < RB; ++r)
 #pragma GCC unroll 8
-        for (int v = 0; v < B; ++v) {
-          x[r][v] = loadu(src + r * a.in_row_step + v * L);
-          in_register(x[r][v]);
-        }
+        for (int v = 0; v < B; ++v) x[r][v] = in_register(loadu(src + r * a.in_row_step + v * L));
 #pragma GCC unroll 8
       for (int k = 0; k < KB; ++k) {
-        V<T> wk = splat(w[k]);
-        in_register(wk);
+        const V<T> wk = in_register(splat(w[k]));
 #pragma GCC unroll 8
         for (int r = 0; r < RB; ++r)
 #pragma GCC unroll 8
@@ -375,8 +370,7 @@ void plane_rows_3x3(const PlaneRow<T>& a, int64_t row) {
       for (int t = 0; t < 3; ++t)
 #pragma GCC unroll 8
         for (int v = 0; v < B; ++v) {
-          V<T> x = loadu(in_row + j * step + q0 + v * L + t);
-          in_register(x);
+          const V<T> x = in_register(loadu(in_row + j * step + q0 + v * L + t));
 #pragma GCC unroll 8
           for (int r = 0; r < RB; ++r)
             if (j - r >= 0 && j - r < 3) acc[r][0][v] += w[(j - r) * 3 + t] * x;
@@ -440,14 +434,10 @@ void plane_wgrad_kt(const PlaneWgrad<T>& a) {
       if constexpr (KB >= TB) {
         V<T> xv[TB];
 #pragma GCC unroll 16
-        for (int t = 0; t < TB; ++t) {
-          xv[t] = loadu(x + toff[t] + o);
-          in_register(xv[t]);
-        }
+        for (int t = 0; t < TB; ++t) xv[t] = in_register(loadu(x + toff[t] + o));
 #pragma GCC unroll 16
         for (int k = 0; k < KB; ++k) {
-          V<T> gv = loadu(g + goff[k] + o);
-          in_register(gv);
+          const V<T> gv = in_register(loadu(g + goff[k] + o));
 #pragma GCC unroll 16
           for (int t = 0; t < TB; ++t) acc[k][t] += gv * xv[t];
         }
@@ -457,8 +447,7 @@ void plane_wgrad_kt(const PlaneWgrad<T>& a) {
         for (int k = 0; k < KB; ++k) gv[k] = loadu(g + goff[k] + o);
 #pragma GCC unroll 16
         for (int t = 0; t < TB; ++t) {
-          V<T> xv = loadu(x + toff[t] + o);
-          in_register(xv);
+          const V<T> xv = in_register(loadu(x + toff[t] + o));
 #pragma GCC unroll 16
           for (int k = 0; k < KB; ++k) acc[k][t] += gv[k] * xv;
         }
@@ -491,8 +480,7 @@ inline void plane_wgrad_3x3_rows(const PlaneWgrad<T>& a, int64_t row, V<T> (&acc
     for (int j = 0; j < RB + 2; ++j)
 #pragma GCC unroll 3
       for (int t = 0; t < 3; ++t) {
-        V<T> xv = loadu(x + j * a.x_row + o + t);
-        in_register(xv);
+        const V<T> xv = in_register(loadu(x + j * a.x_row + o + t));
 #pragma GCC unroll 8
         for (int r = 0; r < RB; ++r)
           if (j - r >= 0 && j - r < 3) acc[(j - r) * 3 + t] += gv[r] * xv;
@@ -559,18 +547,14 @@ void batch_tile_km(const BatchTile<T>& a, int64_t first) {
         for (int k = 0; k < KB; ++k) wk[k] = splat<T, kLaneBytes>(w[k]);
 #pragma GCC unroll 24
         for (int m = 0; m < M; ++m) {
-          V<T, kLaneBytes> x = loadu<T, kLaneBytes>(src[m] + off);
-          in_register(x);
+          const V<T, kLaneBytes> x = in_register(loadu<T, kLaneBytes>(src[m] + off));
 #pragma GCC unroll 4
           for (int k = 0; k < KB; ++k) acc[k][m] += wk[k] * x;
         }
       } else {
         V<T, kLaneBytes> x[M];
 #pragma GCC unroll 24
-        for (int m = 0; m < M; ++m) {
-          x[m] = loadu<T, kLaneBytes>(src[m] + off);
-          in_register(x[m]);
-        }
+        for (int m = 0; m < M; ++m) x[m] = in_register(loadu<T, kLaneBytes>(src[m] + off));
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) {
           const V<T, kLaneBytes> wk = splat<T, kLaneBytes>(w[k]);
@@ -637,22 +621,17 @@ void batch_wgrad_kj(const BatchWgrad<T>& a) {
         for (int k = 0; k < KB; ++k) gv[k] = loadu<T, kLaneBytes>(g + goff[k]);
 #pragma GCC unroll 24
         for (int j = 0; j < JB; ++j) {
-          V<T, kLaneBytes> xv = loadu<T, kLaneBytes>(x + xoff[j]);
-          in_register(xv);
+          const V<T, kLaneBytes> xv = in_register(loadu<T, kLaneBytes>(x + xoff[j]));
 #pragma GCC unroll 4
           for (int k = 0; k < KB; ++k) acc[k][j] += gv[k] * xv;
         }
       } else {
         V<T, kLaneBytes> xv[JB];
 #pragma GCC unroll 24
-        for (int j = 0; j < JB; ++j) {
-          xv[j] = loadu<T, kLaneBytes>(x + xoff[j]);
-          in_register(xv[j]);
-        }
+        for (int j = 0; j < JB; ++j) xv[j] = in_register(loadu<T, kLaneBytes>(x + xoff[j]));
 #pragma GCC unroll 4
         for (int k = 0; k < KB; ++k) {
-          V<T, kLaneBytes> gv = loadu<T, kLaneBytes>(g + goff[k]);
-          in_register(gv);
+          const V<T, kLaneBytes> gv = in_register(loadu<T, kLaneBytes>(g + goff[k]));
 #pragma GCC unroll 24
           for (int j = 0; j < JB; ++j) acc[k][j] += gv * xv[j];
         }
