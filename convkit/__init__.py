@@ -5,8 +5,8 @@ from ._autograd import Conv2dFunction
 from . import data, functional, models, nn, reference
 from .devices import try_all_gpus, try_gpu
 from .functional import conv2d, corr2d
-from .nn import convert
+from .nn import convert, fuse
 
 __version__ = "0.1.0"
-__all__ = ["Conv2dFunction", "conv2d", "convert", "corr2d", "data", "functional", "models", "nn", "reference",
+__all__ = ["Conv2dFunction", "conv2d", "convert", "corr2d", "fuse", "data", "functional", "models", "nn", "reference",
            "try_all_gpus", "try_gpu"]

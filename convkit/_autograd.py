@@ -86,6 +86,64 @@ torch.library.register_autograd("convkit::conv2d_backward", _conv2d_backward_bac
                                 setup_context=_conv2d_backward_setup_context)
 
 
+# activation_avg_pool2d: a fused layer's epilogue -------------------------------
+
+def _slope(activated, activation):
+    """The activation's derivative, written with its output."""
+    if activation == "sigmoid":
+        return activated * (1 - activated)
+    if activation == "relu":
+        return (activated > 0).to(activated.dtype)
+    return torch.ones_like(activated)
+
+
+def _activation_pool_setup_context(ctx, inputs, output):
+    z, activation, window = inputs
+    ctx.save_for_backward(output[1])
+    ctx.hyper = (activation, window)
+    ctx.set_materialize_grads(False)  # `activated` is rarely used: no zero gradient for it
+
+
+def _activation_pool_backward(ctx, grad_pooled, grad_activated):
+    (activated,) = ctx.saved_tensors
+    grad_z = None
+    if grad_pooled is not None:
+        grad_z = _below_autograd(ops.activation_avg_pool2d_backward, grad_pooled, activated, *ctx.hyper)
+    if grad_activated is not None:
+        term = grad_activated * _slope(activated, ctx.hyper[0])
+        grad_z = term if grad_z is None else grad_z + term
+    return grad_z, None, None
+
+
+torch.library.register_autograd("convkit::activation_avg_pool2d", _activation_pool_backward,
+                                setup_context=_activation_pool_setup_context)
+
+
+# Its backward is grad_z = spread(grad_pooled) * slope(activated), spread being
+# the pooling's adjoint (the "none" activation's backward).
+
+def _activation_pool_backward_setup_context(ctx, inputs, output):
+    grad_pooled, activated, activation, window = inputs
+    ctx.save_for_backward(grad_pooled, activated)
+    ctx.hyper = (activation, window)
+
+
+def _activation_pool_backward_backward(ctx, grad_grad_z):
+    grad_pooled, activated = ctx.saved_tensors
+    activation, window = ctx.hyper
+    d_grad_pooled = d_activated = None
+    if ctx.needs_input_grad[0]:
+        d_grad_pooled = torch.nn.functional.avg_pool2d(grad_grad_z * _slope(activated, activation), window)
+    if ctx.needs_input_grad[1] and activation == "sigmoid":  # the other slopes are constant where defined
+        spread = ops.activation_avg_pool2d_backward(grad_pooled, activated, "none", window)
+        d_activated = grad_grad_z * spread * (1 - 2 * activated)
+    return d_grad_pooled, d_activated, None, None
+
+
+torch.library.register_autograd("convkit::activation_avg_pool2d_backward", _activation_pool_backward_backward,
+                                setup_context=_activation_pool_backward_setup_context)
+
+
 # corr2d: the single-channel case of conv2d -----------------------------------
 
 def _corr2d_setup_context(ctx, inputs, output):

@@ -42,3 +42,20 @@ def _conv2d_backward_fake(grad_output, input, weight, stride, padding, dilation,
     return (gradient(output_mask[0], input.shape, input),
             gradient(output_mask[1], weight.shape, weight),
             gradient(output_mask[2], (weight.shape[0],)))
+
+
+def _check_pool(z, window):
+    torch._check(z.dim() == 4, lambda: "convkit::activation_avg_pool2d expects a 4-D input")
+    torch._check(0 < window <= min(z.shape[2], z.shape[3]), lambda: "Output size is too small")
+
+
+@torch.library.register_fake("convkit::activation_avg_pool2d")
+def _activation_avg_pool2d_fake(z, activation, window):
+    _check_pool(z, window)
+    return z.new_empty((z.shape[0], z.shape[1], z.shape[2] // window, z.shape[3] // window)), z.new_empty(z.shape)
+
+
+@torch.library.register_fake("convkit::activation_avg_pool2d_backward")
+def _activation_avg_pool2d_backward_fake(grad_pooled, activated, activation, window):
+    _check_pool(activated, window)
+    return activated.new_empty(activated.shape)

@@ -43,6 +43,7 @@ class Case:
     groups: int = 1
     kind: str = "conv"        # conv, corr2d, lenet-step
     input_grad: bool = True   # the first layer's input needs no gradient
+    fused: bool = True        # lenet-step: convkit.fuse(model), else the Conv2d layers swapped only
     quick: bool = False       # part of the quick (CI) subset
     targets: dict = field(default_factory=lambda: {"forward": 1.0, "forward+backward": 1.0})
     min_gflops: float = 0.0   # forward target for large layers, GFLOP/s
@@ -65,7 +66,7 @@ class Case:
         if self.kind == "corr2d":
             return f"{self.H}x{self.W}, {self.R}x{self.R} kernel"
         if self.kind == "lenet-step":
-            return f"SGD step, batch {self.N}"
+            return f"SGD step, batch {self.N}, " + ("convkit.fuse" if self.fused else "Conv2d layers only")
         extra = "".join([f", stride {self.stride}" if self.stride > 1 else "",
                          f", groups {self.groups}" if self.groups > 1 else "",
                          f", dilation {self.dilation}" if self.dilation > 1 else ""])
@@ -97,6 +98,7 @@ CASES = [
     Case("cifar-b256", 256, 16, 16, 32, 32, 3, padding=1),
     Case("corr2d", H=28, W=28, R=5, kind="corr2d", quick=True, targets={"forward": 0.5}, min_naive_speedup=1000),
     Case("lenet-step", N=256, kind="lenet-step", quick=True, targets={"step": 0.6}),
+    Case("lenet-step-layers", N=256, kind="lenet-step", fused=False, targets={"step": 1.0}),
 ]
 
 
@@ -149,6 +151,8 @@ def make_callables(case, pass_name, include_naive=True):
         ref = _lenet(nn.Conv2d)
         mine = _lenet(convkit.nn.Conv2d)
         mine.load_state_dict(ref.state_dict())
+        if case.fused:  # conv, sigmoid and pooling as one layer each time
+            mine = convkit.fuse(mine)
         xb = torch.randn(case.N, 1, 28, 28, generator=gen)
         yb = torch.randint(0, 10, (case.N,), generator=gen)
 

@@ -42,3 +42,19 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise TypeError(f"groups must be an int, got {groups!r}")
     output = ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
     return output.squeeze(0) if unbatched else output
+
+
+ACTIVATIONS = ("none", "relu", "sigmoid")
+
+
+def activation_avg_pool2d(z, activation, window):
+    """avg_pool2d(act(z), window) (stride window, floor mode, no padding) in one
+    pass over z, act one of 'none', 'relu', 'sigmoid'; 3-D (unbatched) or 4-D z."""
+    _check_tensor(z, "input", None)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if isinstance(window, bool) or not isinstance(window, int):
+        raise TypeError(f"window must be an int, got {window!r}")
+    if z.dim() == 3:
+        return ops.activation_avg_pool2d(z.unsqueeze(0), activation, window)[0].squeeze(0)
+    return ops.activation_avg_pool2d(z, activation, window)[0]

@@ -1,4 +1,5 @@
-"""Modules: a drop-in nn.Conv2d on convkit's kernels, and the textbook's Conv2D."""
+"""Modules: a drop-in nn.Conv2d on convkit's kernels, its fused form with an
+activation and average pooling, and the textbook's Conv2D."""
 import torch
 from torch import nn
 
@@ -16,6 +17,27 @@ class Conv2d(nn.Conv2d):
         return functional.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
+class Conv2dActPool(Conv2d):
+    """Conv2d, then an activation ('none', 'relu' or 'sigmoid') and pool x pool
+    average pooling with stride pool, the last two in one pass over the
+    convolution's output (and one pass back): what Conv2d -> Sigmoid ->
+    AvgPool2d computes, in fewer trips through memory. Parameters and
+    state_dict are the Conv2d's. convkit.fuse builds these from such runs."""
+
+    def __init__(self, *args, activation="none", pool=1, **kwargs):
+        super().__init__(*args, **kwargs)
+        if activation not in functional.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {functional.ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
+        self.pool = pool
+
+    def forward(self, input):
+        return functional.activation_avg_pool2d(super().forward(input), self.activation, self.pool)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, activation={self.activation!r}, pool={self.pool}"
+
+
 class Conv2D(nn.Module):
     """The textbook's learnable 2-D cross-correlation layer: one kernel of
     kernel_size, one scalar bias, forward = corr2d(x, weight) + bias."""
@@ -29,11 +51,11 @@ class Conv2D(nn.Module):
         return functional.corr2d(x, self.weight) + self.bias
 
 
-def _converted(conv):
-    """A convkit Conv2d sharing conv's parameters (so optimisers keep working)."""
-    layer = Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                   dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
-                   padding_mode=conv.padding_mode, device="meta")
+def _converted(conv, cls=Conv2d, **extra):
+    """A convkit cls layer sharing conv's parameters (so optimisers keep working)."""
+    layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+                padding_mode=conv.padding_mode, device="meta", **extra)
     layer.weight = conv.weight
     layer.bias = conv.bias
     layer.train(conv.training)
@@ -48,4 +70,43 @@ def convert(module):
         return _converted(module)
     for name, child in module.named_children():
         setattr(module, name, convert(child))
+    return module
+
+
+_FUSED_ACTIVATIONS = {nn.Sigmoid: "sigmoid", nn.ReLU: "relu"}
+
+
+def _pool_window(pool):
+    """The window of an AvgPool2d that Conv2dActPool can take over (square,
+    stride = window, no padding, floor mode, plain mean), else None."""
+    if not isinstance(pool, nn.AvgPool2d) or pool.ceil_mode or pool.divisor_override is not None:
+        return None
+    k, stride, padding = (v if isinstance(v, tuple) else (v, v) for v in (pool.kernel_size, pool.stride, pool.padding))
+    if k[0] != k[1] or stride != k or padding != (0, 0):
+        return None
+    return k[0]
+
+
+def fuse(module):
+    """convert(module), then every run Conv2d -> [Sigmoid | ReLU] -> AvgPool2d
+    inside an nn.Sequential becomes one Conv2dActPool; the activation and the
+    pooling layer become nn.Identity, so the state_dict keeps its keys.
+    Returns the module (see convert)."""
+    module = convert(module)
+    for name, child in module.named_children():
+        setattr(module, name, fuse(child))
+    if not isinstance(module, nn.Sequential):
+        return module
+    layers = list(module)
+    for i, conv in enumerate(layers):
+        if type(conv) is not Conv2d:
+            continue
+        act = type(layers[i + 1]) if i + 1 < len(layers) else None
+        at = i + 2 if act in _FUSED_ACTIVATIONS else i + 1
+        window = _pool_window(layers[at]) if at < len(layers) else None
+        if window is None:
+            continue
+        module[i] = _converted(conv, Conv2dActPool, activation=_FUSED_ACTIVATIONS.get(act, "none"), pool=window)
+        for j in range(i + 1, at + 1):
+            module[j] = nn.Identity()
     return module

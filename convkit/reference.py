@@ -38,3 +38,16 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if bias is not None:
         y += bias.view(1, -1, 1, 1)
     return y.squeeze(0) if unbatched else y
+
+
+def activation_avg_pool2d(z, activation, window):
+    """act(z), then the mean of each window x window block (stride window,
+    floor mode), block by block."""
+    act = {"none": lambda t: t, "relu": torch.relu, "sigmoid": torch.sigmoid}[activation]
+    y = act(z)
+    n, c, h, w = z.shape
+    out = torch.zeros((n, c, h // window, w // window), dtype=z.dtype, device=z.device)
+    for i in range(h // window):
+        for j in range(w // window):
+            out[:, :, i, j] = y[:, :, i * window:(i + 1) * window, j * window:(j + 1) * window].mean(dim=(2, 3))
+    return out

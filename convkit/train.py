@@ -17,6 +17,7 @@ from torch import nn
 
 from . import data as cdata
 from . import models
+from . import nn as cnn
 from .devices import try_gpu
 
 BOOK_LR = 0.9
@@ -44,6 +45,8 @@ def build_parser():
                    help="train convkit and the torch twin from the same seed, epochs interleaved, and print "
                         "accuracy and examples/s side by side with the speed ratio")
     p.add_argument("--modern", action="store_true", help="ReLU and max-pooling instead of sigmoid and average pooling")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="convkit: keep each conv, sigmoid and pooling a layer of its own (default: convkit.fuse)")
     p.add_argument("--schedule", choices=["constant", "cosine"], default=None,
                    help="learning rate over the run: constant (the book's; default) or a one-epoch linear "
                         "warm-up, then cosine decay to 0 by the last step (default with --modern)")
@@ -132,6 +135,8 @@ class Run:
         net = models.LeNet(modern=args.modern) if conv_cls is None else models.LeNet(conv=conv_cls,
                                                                                      modern=args.modern)
         net.apply(models.init_weights)
+        if conv_cls is None and not args.no_fuse:
+            net = cnn.fuse(net)
         self.net = net.to(device)
         self.model = self.net
         if dist.enabled:

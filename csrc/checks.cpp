@@ -121,6 +121,37 @@ ConvShape check_conv2d_backward(const at::Tensor& grad_output, const at::Tensor&
   return s;
 }
 
+PoolShape check_activation_pool(const char* op, const at::Tensor& z, c10::string_view activation, int64_t window,
+                                Activation* act) {
+  TORCH_CHECK(z.dim() == 4, op, ": expected a 4-D input (N, C, H, W), but got input of size: ", z.sizes());
+  check_floating(op, "input", z);
+  if (activation == "none") *act = Activation::None;
+  else if (activation == "relu") *act = Activation::ReLU;
+  else if (activation == "sigmoid") *act = Activation::Sigmoid;
+  else TORCH_CHECK(false, op, ": activation must be 'none', 'relu' or 'sigmoid', got '", activation, "'");
+  TORCH_CHECK(window > 0, op, ": pooling window must be positive, got ", window);
+  TORCH_CHECK(window <= z.size(2) && window <= z.size(3), op, ": given input size ", z.sizes(), ", a ", window,
+              " x ", window, " pooling window gives an output of size 0; the output size is too small");
+  PoolShape s;
+  s.planes = z.size(0) * z.size(1);
+  s.rows = z.size(2);
+  s.cols = z.size(3);
+  s.k = window;
+  return s;
+}
+
+PoolShape check_activation_pool_backward(const char* op, const at::Tensor& grad_pooled, const at::Tensor& activated,
+                                         c10::string_view activation, int64_t window, Activation* act) {
+  const PoolShape s = check_activation_pool(op, activated, activation, window, act);
+  check_same_kind(op, "grad_pooled", activated, grad_pooled);
+  TORCH_CHECK(grad_pooled.dim() == 4 && grad_pooled.size(0) == activated.size(0) &&
+                  grad_pooled.size(1) == activated.size(1) && grad_pooled.size(2) == s.rows_out() &&
+                  grad_pooled.size(3) == s.cols_out(),
+              op, ": expected grad_pooled of size [", activated.size(0), ", ", activated.size(1), ", ", s.rows_out(),
+              ", ", s.cols_out(), "], got ", grad_pooled.sizes());
+  return s;
+}
+
 at::MemoryFormat output_memory_format(const at::Tensor& input, const at::Tensor& weight) {
   const bool channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast ||
                              weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast;

@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
 
+#include "activation_pool.h"
 #include "conv_shape.h"
 
 namespace convkit {
@@ -24,6 +25,17 @@ ConvShape check_corr2d(const at::Tensor& x, const at::Tensor& k);
 ConvShape check_conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                 int64_t groups);
+
+// Validates an activation_avg_pool2d call: a 4-D floating-point z, a known
+// activation ("none", "relu", "sigmoid") and a window from 1 to z's height and
+// width. Returns z's planes and the activation.
+PoolShape check_activation_pool(const char* op, const at::Tensor& z, c10::string_view activation, int64_t window,
+                                Activation* act);
+
+// Validates its backward: `activated` as the forward's z, and grad_pooled of
+// the pooled output's shape, dtype and device.
+PoolShape check_activation_pool_backward(const char* op, const at::Tensor& grad_pooled, const at::Tensor& activated,
+                                         c10::string_view activation, int64_t window, Activation* act);
 
 // Output (and gradient) layout follows torch's rule: channels_last when either
 // operand suggests it.

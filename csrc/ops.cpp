@@ -22,6 +22,12 @@ TORCH_LIBRARY(convkit, m) {
   m.def(
       "conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, int[2] padding, "
       "int[2] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  // A fused layer's epilogue (convkit.nn.Conv2dActPool): pooled = k x k average
+  // pooling (stride k) of activated = activation(z); the backward gives grad_z.
+  m.def("activation_avg_pool2d(Tensor z, str activation, int window) -> (Tensor pooled, Tensor activated)");
+  m.def(
+      "activation_avg_pool2d_backward(Tensor grad_pooled, Tensor activated, str activation, int window) -> "
+      "Tensor");
   // The torch version this library was compiled against, checked at import.
   m.def("_build_torch_version() -> str", &build_torch_version);
 }

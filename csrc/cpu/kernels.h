@@ -6,6 +6,8 @@
 #pragma once
 #include <cstdint>
 
+#include "../activation_pool.h"
+
 namespace convkit {
 namespace cpu {
 
@@ -216,6 +218,32 @@ struct WinoWeightsGrad {
   int64_t r = 3;
 };
 
+// Planes p < planes of rows x cols values, stored one after another:
+//   y[p][r][c] = act(z[p][r][c]) everywhere, and
+//   pooled[p][i][j] = mean of y[p][k i + a][k j + b] over a, b < k
+// for i < rows / k, j < cols / k.
+template <typename T>
+struct ActPool {
+  const T* z;
+  T* y;
+  T* pooled;
+  int64_t planes, rows, cols, k;
+  Activation act;
+};
+
+// Its gradient: gz[p][r][c] = gp[p][r / k][c / k] / k^2 * act'(y[p][r][c]) inside
+// the pooled windows and 0 * act'(y) outside (as the unfused layers give),
+// act' written with the activation's output y. scratch holds cols + 64 values.
+template <typename T>
+struct ActPoolGrad {
+  const T* gp;
+  const T* y;
+  T* gz;
+  int64_t planes, rows, cols, k;
+  Activation act;
+  T* scratch;
+};
+
 template <typename T>
 struct KernelsT {
   int lanes;       // elements per vector (plane and Winograd transform kernels)
@@ -244,6 +272,8 @@ struct KernelsT {
   void (*interleave)(const T* even, const T* odd, int64_t n, T* dst);
   // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).
   T (*sum)(const T* p, int64_t n);
+  void (*act_pool)(const ActPool<T>&);
+  void (*act_pool_grad)(const ActPoolGrad<T>&);
 };
 
 struct KernelTable {

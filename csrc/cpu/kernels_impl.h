@@ -1088,6 +1088,193 @@ T sum(const T* p, int64_t n) {
   return total;
 }
 
+// ---------------------------------------------------------------------------
+// Activation and average pooling after a convolution (ActPool, ActPoolGrad).
+
+// e^x in every lane: 2^n e^r with n = round(x / ln 2) and |r| <= ln 2 / 2, e^r
+// by a degree-7 Taylor-like polynomial (Cephes' expf coefficients, about 1
+// ulp). x is clamped to [-87, 88], where 2^n stays a normal float.
+template <int B>
+inline V<float, B> exp_lanes(V<float, B> x) {
+  using VF = V<float, B>;
+  using VI = V<int32_t, B>;
+  const VF hi = splat<float, B>(88.0f), lo = splat<float, B>(-87.0f);
+  x = x > hi ? hi : x;
+  x = x < lo ? lo : x;
+  const VF magic = splat<float, B>(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  const VF t = x * splat<float, B>(1.44269504088896341f) + magic;
+  const VF n = t - magic;
+  const VF r = (x - n * splat<float, B>(0.693359375f)) - n * splat<float, B>(-2.12194440e-4f);
+  VF p = splat<float, B>(1.9875691500e-4f);
+  p = p * r + splat<float, B>(1.3981999507e-3f);
+  p = p * r + splat<float, B>(8.3334519073e-3f);
+  p = p * r + splat<float, B>(4.1665795894e-2f);
+  p = p * r + splat<float, B>(1.6666665459e-1f);
+  p = p * r + splat<float, B>(5.0000001201e-1f);
+  p = p * (r * r) + r + splat<float, B>(1.0f);
+  const VI scale = ((VI)t - (VI)magic + 127) << 23;  // the float 2^n
+  return p * (VF)scale;
+}
+
+// float64 serves checks, not speed: the C library's exp, lane by lane.
+template <int B>
+inline V<double, B> exp_lanes(V<double, B> x) {
+  for (int i = 0; i < Vec<double, B>::L; ++i) x[i] = __builtin_exp(x[i]);
+  return x;
+}
+
+// The activation on vectors of B bytes (by default the widest the build has).
+template <typename T, Activation A, int B = kLaneBytes>
+inline V<T, B> activate(V<T, B> z) {
+  if constexpr (A == Activation::ReLU) return z < V<T, B>{} ? V<T, B>{} : z;  // NaN stays NaN, as torch.relu
+  else if constexpr (A == Activation::Sigmoid) return splat<T, B>(1) / (splat<T, B>(1) + exp_lanes<B>(-z));
+  else return z;
+}
+
+// The activation's derivative, from its output y.
+template <typename T, Activation A, int B = kLaneBytes>
+inline V<T, B> slope(V<T, B> y) {
+  if constexpr (A == Activation::ReLU) return y > V<T, B>{} ? splat<T, B>(1) : V<T, B>{};
+  else if constexpr (A == Activation::Sigmoid) return y * (splat<T, B>(1) - y);
+  else return splat<T, B>(1);
+}
+
+template <typename T, int B>
+inline V<T, B> load_first(const T* p, int64_t n) {
+  V<T, B> v{};
+  std::memcpy(&v, p, n * sizeof(T));
+  return v;
+}
+
+// out[i] = f(in[i]...) for i < n on vectors of B bytes (the last one partial).
+template <int B, typename T, typename F, typename... P>
+inline void map_lanes(T* out, int64_t n, const F& f, const P*... in) {
+  constexpr int L = Vec<T, B>::L;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) storeu<T, B>(out + i, f(loadu<T, B>(in + i)...));
+  if (i < n) {
+    const V<T, B> last = f(load_first<T, B>(in + i, n - i)...);
+    std::memcpy(out + i, &last, (n - i) * sizeof(T));
+  }
+}
+
+// Rows here are short (LeNet's 28 or 10 values), so the 2 x 2 windows run in
+// whole vectors past a row's end: a vector's extra lanes read the next row
+// and the stores that hang over are rewritten when the next row comes. Only
+// where that would reach past the planes of the call (the last rows) does a
+// row take the exact, scalar path.
+template <typename T, Activation A>
+void act_pool_planes(const ActPool<T>& a) {
+  constexpr int L = Vec<T>::L;
+  const int64_t C = a.cols, k = a.k, rows_out = a.rows / k, cols_out = C / k, plane = a.rows * C;
+  const int64_t total = a.planes * plane, total_out = a.planes * rows_out * cols_out;
+  const T inv = T(1) / T(k * k);
+  constexpr int LW = Vec<T, kLaneBytes>::L;
+  int64_t done = 0;  // y[0, done) is computed; in whole vectors but at the very end
+  const auto activate_to = [&](int64_t target) {
+    if (target <= done) return;
+    const int64_t n = min64((target - done + LW - 1) / LW * LW, total - done);
+    map_lanes<kLaneBytes>(a.y + done, n, [](V<T, kLaneBytes> z) { return activate<T, A>(z); }, a.z + done);
+    done += n;
+  };
+  for (int64_t p = 0; p < a.planes; ++p) {
+    activate_to((p + 1) * plane + 2 * L);  // the 2 x 2 vectors of the last row read 2 L values on
+    for (int64_t i = 0; i < rows_out; ++i) {
+      const int64_t top = p * plane + i * k * C, first_out = (p * rows_out + i) * cols_out;
+      const T* y = a.y + top;
+      T* out = a.pooled + first_out;
+      const int64_t vectors = (cols_out + L - 1) / L;
+      if (k == 2 && top + C + 2 * L * vectors <= done) {
+        for (int64_t j = 0; j < cols_out; j += L) {  // column pairs split into even and odd columns
+          V<T> even, odd;
+          split_even_odd(loadu(y + 2 * j) + loadu(y + C + 2 * j), loadu(y + 2 * j + L) + loadu(y + C + 2 * j + L),
+                         even, odd);
+          const V<T> mean = (even + odd) * splat<T>(inv);
+          if (first_out + j + L <= total_out) storeu(out + j, mean);
+          else store_partial(out + j, mean, cols_out - j);
+        }
+        continue;
+      }
+      for (int64_t j = 0; j < cols_out; ++j) {  // in the vectors' order: column sums, then across
+        T sum = 0;
+        for (int64_t c = 0; c < k; ++c) {
+          T column = 0;
+          for (int64_t r = 0; r < k; ++r) column += y[r * C + k * j + c];
+          sum += column;
+        }
+        out[j] = sum * inv;
+      }
+    }
+  }
+  activate_to(total);
+}
+
+template <typename T, Activation A>
+void act_pool_grad_planes(const ActPoolGrad<T>& a) {
+  constexpr int L = Vec<T>::L;
+  const int64_t C = a.cols, k = a.k, rows_out = a.rows / k, cols_out = C / k, plane = a.rows * C;
+  const int64_t total = a.planes * plane, total_out = a.planes * rows_out * cols_out;
+  const T inv = T(1) / T(k * k);
+  const int64_t row_vectors = (C + L - 1) / L;
+  T* spread = a.scratch;  // one pooled row's gradient spread over its windows' columns
+  // 32-byte vectors: on rows this short, wider ones measured slower.
+  const auto times_slope = [](V<T> g, V<T> y) { return g * slope<T, A, kVecBytes>(y); };
+  for (int64_t p = 0; p < a.planes; ++p) {
+    for (int64_t i = 0; i < (a.rows + k - 1) / k; ++i) {
+      const int64_t first_out = (p * rows_out + i) * cols_out;
+      const T* g = a.gp + first_out;
+      int64_t filled = 0;  // spread[0, filled) holds the windows' values
+      if (i < rows_out) {
+        if (k == 2 && first_out + (cols_out + L - 1) / L * L <= total_out) {
+          for (int64_t j = 0; j < cols_out; j += L) {
+            V<T> lo, hi;
+            const V<T> gi = loadu(g + j) * splat<T>(inv);
+            join_even_odd(gi, gi, lo, hi);
+            storeu(spread + 2 * j, lo);
+            storeu(spread + 2 * j + L, hi);
+          }
+        } else {
+          for (int64_t j = 0; j < cols_out; ++j)
+            for (int64_t c = 0; c < k; ++c) spread[k * j + c] = g[j] * inv;
+        }
+        filled = k * cols_out;
+      }
+      // Columns past the last window, and rows below the last one, get 0 * act'(y), as from the unfused layers.
+      for (int64_t c = filled; c < C; ++c) spread[c] = 0;
+      for (int64_t r = i * k; r < min64(a.rows, (i + 1) * k); ++r) {
+        const int64_t at = p * plane + r * C;
+        const int64_t n = at + row_vectors * L <= total ? row_vectors * L : C;
+        map_lanes<kVecBytes>(a.gz + at, n, times_slope, spread, a.y + at);
+      }
+    }
+  }
+}
+
+template <Activation A>
+struct ActivationTag {
+  static constexpr Activation value = A;
+};
+
+// f(ActivationTag<act>{}): the activation as a compile-time constant.
+template <typename F>
+inline void with_activation(Activation act, const F& f) {
+  switch (act) {
+    case Activation::ReLU: return f(ActivationTag<Activation::ReLU>{});
+    case Activation::Sigmoid: return f(ActivationTag<Activation::Sigmoid>{});
+    default: return f(ActivationTag<Activation::None>{});
+  }
+}
+
+template <typename T>
+void act_pool(const ActPool<T>& a) {
+  with_activation(a.act, [&](auto tag) { act_pool_planes<T, decltype(tag)::value>(a); });
+}
+
+template <typename T>
+void act_pool_grad(const ActPoolGrad<T>& a) {
+  with_activation(a.act, [&](auto tag) { act_pool_grad_planes<T, decltype(tag)::value>(a); });
+}
+
 double fma_chains(int64_t rounds, float* sink) {
   using W = typename Wide<float>::type;
   constexpr int kChains = 12;  // enough independent chains to cover the multiply-add latency
@@ -1130,6 +1317,8 @@ KernelsT<T> make_kernels() {
   k.deinterleave = &deinterleave<T>;
   k.interleave = &interleave<T>;
   k.sum = &sum<T>;
+  k.act_pool = &act_pool<T>;
+  k.act_pool_grad = &act_pool_grad<T>;
   return k;
 }
 
