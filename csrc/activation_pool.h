@@ -12,8 +12,8 @@ enum class Activation : int { None = 0, ReLU = 1, Sigmoid = 2 };
 // and columns past the last whole window take no part in the pooling.
 struct PoolShape {
   int64_t planes = 0, rows = 0, cols = 0, k = 1;
-  int64_t rows_out() const { return rows / k; }
-  int64_t cols_out() const { return cols / k; }
+  constexpr int64_t rows_out() const { return rows / k; }
+  constexpr int64_t cols_out() const { return cols / k; }
 };
 
 }  // namespace convkit

@@ -43,7 +43,7 @@ import torch
 torch.ops.load_library(sys.argv[1])
 ops = torch.ops.convkit
 assert ops._build_torch_version() == torch.__version__, ops._build_torch_version()
-for name in ("corr2d", "conv2d", "conv2d_backward"):
+for name in ("corr2d", "conv2d", "conv2d_backward", "activation_avg_pool2d", "activation_avg_pool2d_backward"):
     for key in ("CPU", "CUDA"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"convkit::{name}", key), (name, key)
 for name in ("corr2d", "conv2d"):
