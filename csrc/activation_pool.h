@@ -14,6 +14,8 @@ struct PoolShape {
   int64_t planes = 0, rows = 0, cols = 0, k = 1;
   constexpr int64_t rows_out() const { return rows / k; }
   constexpr int64_t cols_out() const { return cols / k; }
+  constexpr int64_t plane_size() const { return rows * cols; }
+  constexpr int64_t pooled_plane_size() const { return rows_out() * cols_out(); }
 };
 
 }  // namespace convkit

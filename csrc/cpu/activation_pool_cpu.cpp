@@ -18,6 +18,16 @@ namespace convkit {
 namespace cpu {
 namespace {
 
+// f(first plane, shape of the planes) for ranges of planes, in parallel.
+template <typename F>
+void for_plane_ranges(const PoolShape& s, const F& f) {
+  at::parallel_for(0, s.planes, grain_for(4 * s.plane_size()), [&](int64_t begin, int64_t end) {
+    PoolShape range = s;
+    range.planes = end - begin;
+    f(begin, range);
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor> activation_avg_pool2d(const at::Tensor& z_any, c10::string_view activation,
                                                          int64_t window) {
   Activation act;
@@ -26,17 +36,10 @@ std::tuple<at::Tensor, at::Tensor> activation_avg_pool2d(const at::Tensor& z_any
   at::Tensor y = empty_pooled(z.sizes(), z.options());
   at::Tensor pooled = empty_pooled({z.size(0), z.size(1), s.rows_out(), s.cols_out()}, z.options());
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "convkit_activation_avg_pool2d", [&] {
-    const int64_t plane = s.rows * s.cols, plane_out = s.rows_out() * s.cols_out();
-    at::parallel_for(0, s.planes, grain_for(4 * plane), [&](int64_t begin, int64_t end) {
-      ActPool<scalar_t> a;
-      a.z = z.const_data_ptr<scalar_t>() + begin * plane;
-      a.y = y.mutable_data_ptr<scalar_t>() + begin * plane;
-      a.pooled = pooled.mutable_data_ptr<scalar_t>() + begin * plane_out;
-      a.planes = end - begin;
-      a.rows = s.rows;
-      a.cols = s.cols;
-      a.k = s.k;
-      a.act = act;
+    for_plane_ranges(s, [&](int64_t begin, const PoolShape& planes) {
+      const ActPool<scalar_t> a{planes, act, z.const_data_ptr<scalar_t>() + begin * s.plane_size(),
+                                y.mutable_data_ptr<scalar_t>() + begin * s.plane_size(),
+                                pooled.mutable_data_ptr<scalar_t>() + begin * s.pooled_plane_size()};
       kern<scalar_t>().act_pool(a);
     });
   });
@@ -51,19 +54,11 @@ at::Tensor activation_avg_pool2d_backward(const at::Tensor& grad_pooled_any, con
   const at::Tensor gp = grad_pooled_any.contiguous(), y = activated_any.contiguous();
   at::Tensor gz = empty_pooled(y.sizes(), y.options());
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "convkit_activation_avg_pool2d_backward", [&] {
-    const int64_t plane = s.rows * s.cols, plane_out = s.rows_out() * s.cols_out();
-    at::parallel_for(0, s.planes, grain_for(4 * plane), [&](int64_t begin, int64_t end) {
+    for_plane_ranges(s, [&](int64_t begin, const PoolShape& planes) {
       WorkBuffer<scalar_t> spread(s.cols + 64);
-      ActPoolGrad<scalar_t> a;
-      a.gp = gp.const_data_ptr<scalar_t>() + begin * plane_out;
-      a.y = y.const_data_ptr<scalar_t>() + begin * plane;
-      a.gz = gz.mutable_data_ptr<scalar_t>() + begin * plane;
-      a.planes = end - begin;
-      a.rows = s.rows;
-      a.cols = s.cols;
-      a.k = s.k;
-      a.act = act;
-      a.scratch = spread.data();
+      const ActPoolGrad<scalar_t> a{planes, act, gp.const_data_ptr<scalar_t>() + begin * s.pooled_plane_size(),
+                                    y.const_data_ptr<scalar_t>() + begin * s.plane_size(),
+                                    gz.mutable_data_ptr<scalar_t>() + begin * s.plane_size(), spread.data()};
       kern<scalar_t>().act_pool_grad(a);
     });
   });

@@ -218,17 +218,17 @@ struct WinoWeightsGrad {
   int64_t r = 3;
 };
 
-// Planes p < planes of rows x cols values, stored one after another:
+// Planes p < shape.planes of rows x cols values, stored one after another:
 //   y[p][r][c] = act(z[p][r][c]) everywhere, and
 //   pooled[p][i][j] = mean of y[p][k i + a][k j + b] over a, b < k
 // for i < rows / k, j < cols / k.
 template <typename T>
 struct ActPool {
+  PoolShape shape;
+  Activation act;
   const T* z;
   T* y;
   T* pooled;
-  int64_t planes, rows, cols, k;
-  Activation act;
 };
 
 // Its gradient: gz[p][r][c] = gp[p][r / k][c / k] / k^2 * act'(y[p][r][c]) inside
@@ -236,11 +236,11 @@ struct ActPool {
 // act' written with the activation's output y. scratch holds cols + 64 values.
 template <typename T>
 struct ActPoolGrad {
+  PoolShape shape;
+  Activation act;
   const T* gp;
   const T* y;
   T* gz;
-  int64_t planes, rows, cols, k;
-  Activation act;
   T* scratch;
 };
 

@@ -1166,8 +1166,9 @@ inline void map_lanes(T* out, int64_t n, const F& f, const P*... in) {
 template <typename T, Activation A>
 void act_pool_planes(const ActPool<T>& a) {
   constexpr int L = Vec<T>::L;
-  const int64_t C = a.cols, k = a.k, rows_out = a.rows / k, cols_out = C / k, plane = a.rows * C;
-  const int64_t total = a.planes * plane, total_out = a.planes * rows_out * cols_out;
+  const PoolShape& s = a.shape;
+  const int64_t C = s.cols, k = s.k, rows_out = s.rows_out(), cols_out = s.cols_out(), plane = s.plane_size();
+  const int64_t total = s.planes * plane, total_out = s.planes * s.pooled_plane_size();
   const T inv = T(1) / T(k * k);
   constexpr int LW = Vec<T, kLaneBytes>::L;
   int64_t done = 0;  // y[0, done) is computed; in whole vectors but at the very end
@@ -1177,7 +1178,7 @@ void act_pool_planes(const ActPool<T>& a) {
     map_lanes<kLaneBytes>(a.y + done, n, [](V<T, kLaneBytes> z) { return activate<T, A>(z); }, a.z + done);
     done += n;
   };
-  for (int64_t p = 0; p < a.planes; ++p) {
+  for (int64_t p = 0; p < s.planes; ++p) {
     activate_to((p + 1) * plane + 2 * L);  // the 2 x 2 vectors of the last row read 2 L values on
     for (int64_t i = 0; i < rows_out; ++i) {
       const int64_t top = p * plane + i * k * C, first_out = (p * rows_out + i) * cols_out;
@@ -1212,20 +1213,20 @@ void act_pool_planes(const ActPool<T>& a) {
 template <typename T, Activation A>
 void act_pool_grad_planes(const ActPoolGrad<T>& a) {
   constexpr int L = Vec<T>::L;
-  const int64_t C = a.cols, k = a.k, rows_out = a.rows / k, cols_out = C / k, plane = a.rows * C;
-  const int64_t total = a.planes * plane, total_out = a.planes * rows_out * cols_out;
+  const PoolShape& s = a.shape;
+  const int64_t C = s.cols, k = s.k, rows_out = s.rows_out(), cols_out = s.cols_out(), plane = s.plane_size();
   const T inv = T(1) / T(k * k);
   const int64_t row_vectors = (C + L - 1) / L;
   T* spread = a.scratch;  // one pooled row's gradient spread over its windows' columns
   // 32-byte vectors: on rows this short, wider ones measured slower.
   const auto times_slope = [](V<T> g, V<T> y) { return g * slope<T, A, kVecBytes>(y); };
-  for (int64_t p = 0; p < a.planes; ++p) {
-    for (int64_t i = 0; i < (a.rows + k - 1) / k; ++i) {
+  for (int64_t p = 0; p < s.planes; ++p) {
+    for (int64_t i = 0; i < (s.rows + k - 1) / k; ++i) {
       const int64_t first_out = (p * rows_out + i) * cols_out;
       const T* g = a.gp + first_out;
       int64_t filled = 0;  // spread[0, filled) holds the windows' values
       if (i < rows_out) {
-        if (k == 2 && first_out + (cols_out + L - 1) / L * L <= total_out) {
+        if (k == 2 && first_out + (cols_out + L - 1) / L * L <= s.planes * s.pooled_plane_size()) {
           for (int64_t j = 0; j < cols_out; j += L) {
             V<T> lo, hi;
             const V<T> gi = loadu(g + j) * splat<T>(inv);
@@ -1241,9 +1242,9 @@ void act_pool_grad_planes(const ActPoolGrad<T>& a) {
       }
       // Columns past the last window, and rows below the last one, get 0 * act'(y), as from the unfused layers.
       for (int64_t c = filled; c < C; ++c) spread[c] = 0;
-      for (int64_t r = i * k; r < min64(a.rows, (i + 1) * k); ++r) {
+      for (int64_t r = i * k; r < min64(s.rows, (i + 1) * k); ++r) {
         const int64_t at = p * plane + r * C;
-        const int64_t n = at + row_vectors * L <= total ? row_vectors * L : C;
+        const int64_t n = at + row_vectors * L <= s.planes * plane ? row_vectors * L : C;
         map_lanes<kVecBytes>(a.gz + at, n, times_slope, spread, a.y + at);
       }
     }
