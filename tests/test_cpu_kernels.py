@@ -89,8 +89,11 @@ FIXED = [
     dict(N=1, C=3, K=13, H=150, W=141, R=7, S=7, stride=(2, 2), padding=(3, 3), dilation=(1, 1), groups=1),
     dict(N=2, C=32, K=16, H=7, W=9, R=1, S=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
     dict(N=1, C=32, K=16, H=8, W=8, R=1, S=1, stride=(2, 2), padding=(0, 0), dilation=(1, 1), groups=1),
-    # 1 x 1 with stride and many channels: the subsampled copy (odd sizes, unequal strides).
+    # 1 x 1 with stride and many channels: the subsampled copy (odd sizes, unequal strides;
+    # stride 2 along rows takes the deinterleave, odd widths a half pair at the end).
     dict(N=2, C=130, K=20, H=9, W=8, R=1, S=1, stride=(2, 3), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(N=2, C=128, K=36, H=11, W=13, R=1, S=1, stride=(3, 2), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(N=1, C=136, K=16, H=28, W=27, R=1, S=1, stride=(2, 2), padding=(0, 0), dilation=(1, 1), groups=1),
     dict(N=2, C=16, K=16, H=12, W=12, R=3, S=3, stride=(1, 1), padding=(2, 2), dilation=(2, 2), groups=1),
     dict(N=2, C=16, K=16, H=10, W=10, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=16),
     dict(N=2, C=16, K=16, H=11, W=11, R=3, S=3, stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=16),
