@@ -195,7 +195,7 @@ def measure(case, pass_name, quick=False, include_naive=True):
     peak, % peak now against that measurement."""
     fns = make_callables(case, pass_name, include_naive=include_naive)
     peak_now = torch.ops.convkit._cpu_fma_peak()
-    times = time_interleaved(fns, min_time=0.3 if quick else 1.0, min_rounds=3 if quick else 5)
+    times = time_interleaved(fns, min_time=0.3 if quick else 2.0, min_rounds=3 if quick else 5)
     flops = case.flops() * (1 if pass_name == "forward" else (3 if case.input_grad else 2))
     t_mine, t_ref = times["convkit"], times["torch"]
     row = {"case": case.name, "shape": case.describe(), "pass": pass_name,
