@@ -214,18 +214,6 @@ void from_lanes(const T* buf, int64_t count, int64_t nv, T* dst) {
   kern<T>().transpose(t);
 }
 
-// acc[l] (+)= sum over rows r and c < n (c % L == l) of v[r * row + c], for
-// the L lanes of a batch-lane vector.
-template <typename T>
-void add_lane_sums(const T* v, int64_t rows, int64_t n, int64_t row, T* acc, bool accumulate) {
-  const int64_t L = kern<T>().batch_lanes;
-  T sum[64 / sizeof(T)] = {};
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < n; c += L)
-      for (int64_t l = 0; l < L; ++l) sum[l] += v[r * row + c + l];
-  for (int64_t l = 0; l < L; ++l) acc[l] = accumulate ? acc[l] + sum[l] : sum[l];
-}
-
 template <typename T>
 void forward_lanes(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                    at::Tensor& y) {
@@ -334,8 +322,8 @@ void backward_lanes(const at::Tensor& gy_any, const at::Tensor& input, const at:
           }
           if (want_gb)
             for (int64_t k = 0; k < s.K; ++k)
-              add_lane_sums(g0 + k * gchan, s.P, s.Q * L, gwidth * L, acc + ((want_gw ? s.K * items : 0) + k) * L,
-                            a.accumulate);
+              kt.lane_sums(g0 + k * gchan, s.P, s.Q, gwidth * L, acc + ((want_gw ? s.K * items : 0) + k) * L,
+                           a.accumulate);
           if (want_gx) {
             gxcorr->run(gyb.data(), gxb.data());
             from_lanes(gxb.data(), chw, nv, gxp + n0 * chw);

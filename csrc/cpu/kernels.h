@@ -272,6 +272,9 @@ struct KernelsT {
   void (*interleave)(const T* even, const T* odd, int64_t n, T* dst);
   // Sum of n values, in a fixed order (lane-wise partial sums, then lanes in order).
   T (*sum)(const T* p, int64_t n);
+  // Batch-lane sums: acc[0 .. batch_lanes) (+)= the sum over rows r < rows and
+  // columns c < cols of the vectors v[r * row + c * batch_lanes ..].
+  void (*lane_sums)(const T* v, int64_t rows, int64_t cols, int64_t row, T* acc, bool accumulate);
   void (*act_pool)(const ActPool<T>&);
   void (*act_pool_grad)(const ActPoolGrad<T>&);
 };

@@ -1088,6 +1088,22 @@ T sum(const T* p, int64_t n) {
   return total;
 }
 
+template <typename T>
+void lane_sums(const T* v, int64_t rows, int64_t cols, int64_t row, T* acc, bool accumulate) {
+  constexpr int L = Vec<T, kLaneBytes>::L;
+  V<T, kLaneBytes> part[4] = {};  // four chains: the adds overlap
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* p = v + r * row;
+    int64_t c = 0;
+    for (; c + 4 <= cols; c += 4)
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) part[u] += loadu<T, kLaneBytes>(p + (c + u) * L);
+    for (; c < cols; ++c) part[0] += loadu<T, kLaneBytes>(p + c * L);
+  }
+  const V<T, kLaneBytes> total = (part[0] + part[1]) + (part[2] + part[3]);
+  storeu<T, kLaneBytes>(acc, accumulate ? loadu<T, kLaneBytes>(acc) + total : total);
+}
+
 // ---------------------------------------------------------------------------
 // Activation and average pooling after a convolution (ActPool, ActPoolGrad).
 
@@ -1318,6 +1334,7 @@ KernelsT<T> make_kernels() {
   k.deinterleave = &deinterleave<T>;
   k.interleave = &interleave<T>;
   k.sum = &sum<T>;
+  k.lane_sums = &lane_sums<T>;
   k.act_pool = &act_pool<T>;
   k.act_pool_grad = &act_pool_grad<T>;
   return k;
