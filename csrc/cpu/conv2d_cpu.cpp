@@ -306,8 +306,9 @@ void run_wide(const WideGrid<T>& grid, const at::Tensor& packed) {
     a.ntaps = ntaps;
     a.out_lane = grid.out_chan;
     a.w_tile = ntaps * Cred * NR;
-    // Planar outputs (NCHW) are gathered channels-last, then transposed.
-    const bool planar = grid.out_chan != 1 && grid.out_col == 1;
+    // Planar outputs (NCHW) are gathered channels-last, then transposed,
+    // unless the kernels store them straight (register transposes).
+    const bool planar = grid.out_chan != 1 && grid.out_col == 1 && !kt.wide_planar_stores;
     WorkBuffer<T> acc(nblk > 1 || planar ? band * grid.cols * kt.tiles * NR : 0);
     Transpose<T> st;
     st.in = acc.data();

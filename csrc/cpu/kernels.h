@@ -252,6 +252,9 @@ struct KernelsT {
   int mr;     // pixels (or grad_weight items) per wide call
   int nr;     // lanes per wide tile (64 bytes)
   int tiles;  // wide tiles one call may cover
+  // Whether wide_tile stores planar outputs (out_lane > 1) of full calls
+  // whose pixels are one contiguous run by register transposes (else lane by lane).
+  bool wide_planar_stores;
   void (*wide_tile)(const WideTile<T>&);
   void (*wide_wgrad)(const WideWgrad<T>&);
   void (*plane_row)(const PlaneRow<T>&);

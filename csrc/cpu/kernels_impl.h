@@ -113,6 +113,25 @@ struct Wide {
   using type = V<T, kWideBytes>;
 };
 
+inline void transpose(V<float> (&r)[8]);
+inline void transpose(V<double> (&r)[4]);
+
+// Planar outputs take register transposes where a call's M pixels are one
+// run of M (whole 32-byte vectors of pixels): rows of lanes stored straight
+// into their planes.
+template <typename T>
+constexpr bool wide_planar_stores() {
+  return kMR % Vec<T>::L == 0;
+}
+
+// Piece h (32 bytes) of a wide vector.
+template <typename T, typename W>
+inline V<T> piece(const W& w, int h) {
+  V<T> p;
+  std::memcpy(&p, reinterpret_cast<const char*>(&w) + h * sizeof(V<T>), sizeof(p));
+  return p;
+}
+
 template <typename T, int M, int TT>
 void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, const int64_t* pix_out) {
   constexpr int L = Wide<T>::L, NVT = Wide<T>::NV, NV = NVT * TT, LANES = L * NV;
@@ -159,7 +178,31 @@ void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, con
       for (int v = 0; v < NV; ++v) storeu<T, kWideBytes>(a.out + pix_out[j] + v * L, acc[j][v]);
     return;
   }
-  // Scattered store (e.g. strided planar output): cheap next to the reduction.
+  if constexpr (M == kMR && wide_planar_stores<T>()) {
+    bool run = true;
+#pragma GCC unroll 16
+    for (int j = 1; j < M; ++j) run = run && pix_out[j] == pix_out[0] + j;
+    if (run) {
+      constexpr int VL = Vec<T>::L, PIECES = L / VL;
+#pragma GCC unroll 2
+      for (int j0 = 0; j0 < M; j0 += VL)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+#pragma GCC unroll 2
+          for (int h = 0; h < PIECES; ++h) {
+            V<T> r[VL];
+#pragma GCC unroll 8
+            for (int j = 0; j < VL; ++j) r[j] = piece<T>(acc[j0 + j][v], h);
+            transpose(r);
+            const int64_t lane0 = v * L + h * VL;
+#pragma GCC unroll 8
+            for (int l = 0; l < VL; ++l)
+              if (lane0 + l < a.nr_valid) storeu(a.out + pix_out[j0] + (lane0 + l) * a.out_lane, r[l]);
+          }
+      return;
+    }
+  }
+  // Scattered store (e.g. strided planar output, a call's last pixels): cheap next to the reduction.
   T tile[M][LANES];
 #pragma GCC unroll 16
   for (int j = 0; j < M; ++j)
@@ -1317,6 +1360,7 @@ KernelsT<T> make_kernels() {
   k.mr = kMR;
   k.nr = Wide<T>::NR;
   k.tiles = kTiles;
+  k.wide_planar_stores = wide_planar_stores<T>();
   k.wide_tile = &wide_tile<T>;
   k.wide_wgrad = &wide_wgrad<T>;
   k.plane_row = &plane_row<T>;
