@@ -124,38 +124,45 @@ struct WeightView {
   std::vector<int64_t> tap;
 };
 
-// Calls place(tile, lanes_last) for every output tile (g * ceil(Kout / NR) +
-// k0 / NR) of the weights, in parallel, with lanes_last holding the tile's
-// weights as [c][rs][NR lanes] (zero lanes past Kout). Register transposes do
+// Output tile gk (g * ceil(Kout / NR) + k0 / NR) of the weights as
+// lanes_last [c][rs][NR lanes] (zero lanes past Kout). Register transposes do
 // the gather: a lane's weights are strided by k_stride in the source.
-template <typename T, typename Place>
-void for_each_weight_tile(int64_t G, int64_t Kout, int64_t Cred, const WeightView<T>& w, const Place& place) {
+template <typename T>
+void weight_tile_lanes_last(int64_t Kout, int64_t Cred, const WeightView<T>& w, int64_t gk, T* lanes_last) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), rs = w.rs;
-  at::parallel_for(0, G * KB, grain_for(Cred * rs * NR), [&](int64_t begin, int64_t end) {
-    std::vector<T> lanes_last(Cred * rs * NR);
+  const int64_t g = gk / KB, k0 = gk % KB * NR, lanes = std::min(NR, Kout - k0);
+  if (lanes < NR) std::fill(lanes_last, lanes_last + Cred * rs * NR, T(0));
+  Transpose<T> tr;  // items: the tile's lanes k; values: (c, r) pairs
+  tr.in_item = w.k_stride;
+  tr.n = tr.cols = lanes;
+  tr.out_row = 0;
+  tr.out_lane = NR;
+  const T* src = w.src + g * w.g_stride + k0 * w.k_stride;
+  if (w.c_stride == rs) {  // a lane's weights are one run over (c, r)
+    tr.in = src;
+    tr.m = Cred * rs;
+    tr.out = lanes_last;
+    kt.transpose(tr);
+    return;
+  }
+  for (int64_t c = 0; c < Cred; ++c) {
+    tr.in = src + c * w.c_stride;
+    tr.m = rs;
+    tr.out = lanes_last + c * rs * NR;
+    kt.transpose(tr);
+  }
+}
+
+// Calls place(tile, lanes_last) for every output tile of the weights, in
+// parallel, with lanes_last holding weight_tile_lanes_last's result.
+template <typename T, typename Place>
+void for_each_weight_tile(int64_t G, int64_t Kout, int64_t Cred, const WeightView<T>& w, const Place& place) {
+  const int64_t NR = kern<T>().nr, KB = ceil_div(Kout, NR);
+  at::parallel_for(0, G * KB, grain_for(Cred * w.rs * NR), [&](int64_t begin, int64_t end) {
+    Scratch<T> lanes_last(Cred * w.rs * NR);
     for (int64_t gk = begin; gk < end; ++gk) {
-      const int64_t g = gk / KB, k0 = gk % KB * NR, lanes = std::min(NR, Kout - k0);
-      if (lanes < NR) std::fill(lanes_last.begin(), lanes_last.end(), T(0));
-      Transpose<T> tr;  // items: the tile's lanes k; values: (c, r) pairs
-      tr.in_item = w.k_stride;
-      tr.n = tr.cols = lanes;
-      tr.out_row = 0;
-      tr.out_lane = NR;
-      const T* src = w.src + g * w.g_stride + k0 * w.k_stride;
-      if (w.c_stride == rs) {  // a lane's weights are one run over (c, r)
-        tr.in = src;
-        tr.m = Cred * rs;
-        tr.out = lanes_last.data();
-        kt.transpose(tr);
-      } else {
-        for (int64_t c = 0; c < Cred; ++c) {
-          tr.in = src + c * w.c_stride;
-          tr.m = rs;
-          tr.out = lanes_last.data() + c * rs * NR;
-          kt.transpose(tr);
-        }
-      }
+      weight_tile_lanes_last(Kout, Cred, w, gk, lanes_last.data());
       place(gk, lanes_last.data());
     }
   });
