@@ -87,9 +87,9 @@ bool use_wide(int64_t vector_channels) {
 }
 
 // Whether the wide kernels run wider vectors than the plane kernels
-// (AVX-512: 512 against 256 bits). Then the few-channel layers the plane
-// kernels won on AVX2 go to the wide kernels (2-core Zen 5, float32, the
-// 7x7/2 RGB stem: forward 1.03x, forward + backward 1.08x).
+// (AVX-512: 512 against 256 bits). Then the few-channel layers with kernels
+// larger than 3 x 3, which the plane kernels won on AVX2, go to the wide
+// kernels (see few_input_channels).
 inline bool wide_vectors_wider() {
   const KernelsT<float>& kt = kern<float>();
   return kt.wide_lanes > kt.lanes;
