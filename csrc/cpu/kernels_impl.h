@@ -742,6 +742,63 @@ inline void transpose(V<double> (&r)[4]) {
   r[3] = __builtin_shufflevector(a1, a3, 2, 3, 6, 7);
 }
 
+// 512-bit rows (16 floats, 8 doubles): the off-diagonal blocks of every size
+// swap, the largest first.
+inline void transpose(V<float, 64> (&r)[16]) {
+  using F = V<float, 64>;
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i)
+    if ((i & 8) == 0) {
+      const F a = r[i], b = r[i + 8];
+      r[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      r[i + 8] = __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i)
+    if ((i & 4) == 0) {
+      const F a = r[i], b = r[i + 4];
+      r[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+      r[i + 4] = __builtin_shufflevector(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i)
+    if ((i & 2) == 0) {
+      const F a = r[i], b = r[i + 2];
+      r[i] = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+      r[i + 2] = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i += 2) {
+    const F a = r[i], b = r[i + 1];
+    r[i] = __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+    r[i + 1] = __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+  }
+}
+
+inline void transpose(V<double, 64> (&r)[8]) {
+  using D = V<double, 64>;
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i)
+    if ((i & 4) == 0) {
+      const D a = r[i], b = r[i + 4];
+      r[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11);
+      r[i + 4] = __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i)
+    if ((i & 2) == 0) {
+      const D a = r[i], b = r[i + 2];
+      r[i] = __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13);
+      r[i + 2] = __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i += 2) {
+    const D a = r[i], b = r[i + 1];
+    r[i] = __builtin_shufflevector(a, b, 0, 8, 2, 10, 4, 12, 6, 14);
+    r[i + 1] = __builtin_shufflevector(a, b, 1, 9, 3, 11, 5, 13, 7, 15);
+  }
+}
+
 // Start of the block after `at` along a dimension of n, in blocks of L: the
 // last block overlaps the one before (it writes the same values again), so
 // only dimensions shorter than L need scalar code; -1 when done.
@@ -750,9 +807,24 @@ inline int64_t next_block(int64_t at, int64_t n, int L) {
   return at + L <= n ? at : n - L;
 }
 
+// One run of n items (n, a.m >= L) in blocks of L x L values, L = Vec<T, Bytes>::L.
+template <typename T, int Bytes>
+void transpose_run(const Transpose<T>& a, const T* src, T* dst, int64_t n) {
+  constexpr int L = Vec<T, Bytes>::L;
+  for (int64_t q = 0; (q = next_block(q, n, L)) >= 0; q += L)
+    for (int64_t l0 = 0; (l0 = next_block(l0, a.m, L)) >= 0; l0 += L) {
+      V<T, Bytes> r[L];
+#pragma GCC unroll 16
+      for (int p = 0; p < L; ++p) r[p] = loadu<T, Bytes>(src + (q + p) * a.in_item + l0);
+      transpose(r);
+#pragma GCC unroll 16
+      for (int l = 0; l < L; ++l) storeu<T, Bytes>(dst + (l0 + l) * a.out_lane + q, r[l]);
+    }
+}
+
 template <typename T>
 void transpose(const Transpose<T>& a) {
-  constexpr int L = Vec<T>::L;
+  constexpr int L = Vec<T>::L, LW = Vec<T, kWideBytes>::L;
   // Rows that follow each other in the output are one run: fewer tails.
   const int64_t cols = a.out_row == a.cols ? a.n : a.cols;
   for (int64_t i0 = 0; i0 < a.n; i0 += cols) {
@@ -764,15 +836,15 @@ void transpose(const Transpose<T>& a) {
         for (int64_t l = 0; l < a.m; ++l) dst[l * a.out_lane + q] = src[q * a.in_item + l];
       continue;
     }
-    for (int64_t q = 0; (q = next_block(q, n, L)) >= 0; q += L)
-      for (int64_t l0 = 0; (l0 = next_block(l0, a.m, L)) >= 0; l0 += L) {
-        V<T> r[L];
-#pragma GCC unroll 8
-        for (int p = 0; p < L; ++p) r[p] = loadu(src + (q + p) * a.in_item + l0);
-        transpose(r);
-#pragma GCC unroll 8
-        for (int l = 0; l < L; ++l) storeu(dst + (l0 + l) * a.out_lane + q, r[l]);
+    // Wide vectors where both sides fill them: 16 x 16 floats cost 64
+    // shuffles, four 8 x 8 blocks 96 (and half the loads and stores).
+    if constexpr (LW > L) {
+      if (n >= LW && a.m >= LW) {
+        transpose_run<T, kWideBytes>(a, src, dst, n);
+        continue;
       }
+    }
+    transpose_run<T, kVecBytes>(a, src, dst, n);
   }
 }
 
