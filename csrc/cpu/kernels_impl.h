@@ -742,62 +742,47 @@ inline void transpose(V<double> (&r)[4]) {
   r[3] = __builtin_shufflevector(a1, a3, 2, 3, 6, 7);
 }
 
-// 512-bit rows (16 floats, 8 doubles): the off-diagonal blocks of every size
-// swap, the largest first.
+#if CONVKIT_WIDE_VEC_BYTES == 64  // only the AVX-512 build runs 512-bit transposes
+// One butterfly stage of an N x N transpose: rows i and i + D (i & D == 0)
+// become lo(a, b) and hi(a, b), which swap their off-diagonal D x D blocks.
+template <int N, int D, typename Vt, typename Lo, typename Hi>
+inline void swap_blocks(Vt (&r)[N], const Lo& lo, const Hi& hi) {
+#pragma GCC unroll 16
+  for (int i = 0; i < N; ++i)
+    if ((i & D) == 0) {
+      const Vt a = r[i], b = r[i + D];
+      r[i] = lo(a, b);
+      r[i + D] = hi(a, b);
+    }
+}
+
+// 512-bit rows (16 floats, 8 doubles): blocks of every size swap, the largest first.
 inline void transpose(V<float, 64> (&r)[16]) {
   using F = V<float, 64>;
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i)
-    if ((i & 8) == 0) {
-      const F a = r[i], b = r[i + 8];
-      r[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-      r[i + 8] = __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-    }
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i)
-    if ((i & 4) == 0) {
-      const F a = r[i], b = r[i + 4];
-      r[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-      r[i + 4] = __builtin_shufflevector(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
-    }
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i)
-    if ((i & 2) == 0) {
-      const F a = r[i], b = r[i + 2];
-      r[i] = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
-      r[i + 2] = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
-    }
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; i += 2) {
-    const F a = r[i], b = r[i + 1];
-    r[i] = __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
-    r[i + 1] = __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
-  }
+  swap_blocks<16, 8>(
+      r, [](F a, F b) { return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); },
+      [](F a, F b) { return __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31); });
+  swap_blocks<16, 4>(
+      r, [](F a, F b) { return __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); },
+      [](F a, F b) { return __builtin_shufflevector(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31); });
+  swap_blocks<16, 2>(
+      r, [](F a, F b) { return __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); },
+      [](F a, F b) { return __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); });
+  swap_blocks<16, 1>(
+      r, [](F a, F b) { return __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); },
+      [](F a, F b) { return __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31); });
 }
 
 inline void transpose(V<double, 64> (&r)[8]) {
   using D = V<double, 64>;
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i)
-    if ((i & 4) == 0) {
-      const D a = r[i], b = r[i + 4];
-      r[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11);
-      r[i + 4] = __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
-    }
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i)
-    if ((i & 2) == 0) {
-      const D a = r[i], b = r[i + 2];
-      r[i] = __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13);
-      r[i + 2] = __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15);
-    }
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; i += 2) {
-    const D a = r[i], b = r[i + 1];
-    r[i] = __builtin_shufflevector(a, b, 0, 8, 2, 10, 4, 12, 6, 14);
-    r[i + 1] = __builtin_shufflevector(a, b, 1, 9, 3, 11, 5, 13, 7, 15);
-  }
+  swap_blocks<8, 4>(r, [](D a, D b) { return __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11); },
+                    [](D a, D b) { return __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15); });
+  swap_blocks<8, 2>(r, [](D a, D b) { return __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13); },
+                    [](D a, D b) { return __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15); });
+  swap_blocks<8, 1>(r, [](D a, D b) { return __builtin_shufflevector(a, b, 0, 8, 2, 10, 4, 12, 6, 14); },
+                    [](D a, D b) { return __builtin_shufflevector(a, b, 1, 9, 3, 11, 5, 13, 7, 15); });
 }
+#endif
 
 // Start of the block after `at` along a dimension of n, in blocks of L: the
 // last block overlaps the one before (it writes the same values again), so
