@@ -179,7 +179,7 @@ void wide_tile_m(const WideTile<T>& a, int64_t first, const int64_t* pix_in, con
     return;
   }
   if constexpr (M == kMR && wide_planar_stores<T>()) {
-    bool run = true;
+    bool run = a.out_lane != 1;  // planar: lanes are whole planes apart
 #pragma GCC unroll 16
     for (int j = 1; j < M; ++j) run = run && pix_out[j] == pix_out[0] + j;
     if (run) {
