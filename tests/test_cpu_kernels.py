@@ -117,6 +117,10 @@ FIXED = [
     dict(N=2, C=32, K=33, H=9, W=7, R=3, S=3, stride=(1, 1), padding=(3, 1), dilation=(2, 3), groups=1),
     dict(N=2, C=32, K=32, H=13, W=12, R=3, S=3, stride=(1, 1), padding=(2, 1), dilation=(2, 2), groups=1),
     dict(N=1, C=32, K=34, H=11, W=14, R=3, S=3, stride=(1, 1), padding=(0, 3), dilation=(3, 2), groups=1),
+    # Grouped layers as one Winograd pass per group (channel slices), dilated too.
+    dict(N=2, C=64, K=66, H=9, W=7, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=2),
+    dict(N=2, C=96, K=96, H=12, W=11, R=3, S=3, stride=(1, 1), padding=(2, 1), dilation=(2, 1), groups=3),
+    dict(N=3, C=64, K=64, H=8, W=9, R=5, S=5, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=2),
     # 5 x 5 filters on F(2x2, 5x5); 5 x 3 as 3 x 3 Winograd blocks.
     dict(N=2, C=32, K=40, H=9, W=8, R=5, S=5, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
     dict(N=1, C=35, K=32, H=7, W=9, R=5, S=3, stride=(1, 1), padding=(4, 0), dilation=(1, 2), groups=1),

@@ -187,14 +187,16 @@ at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad
     out.narrow(1, top, Hc).narrow(2, left, Wc).copy_(x_any.narrow(2, 0, Hc).narrow(3, 0, Wc).permute({0, 2, 3, 1}));
     return out;
   }
-  const at::Tensor x = x_any.contiguous();
+  // Rows read in place where pixels are contiguous (a channel slice of a planar tensor, say).
+  const at::Tensor x = x_any.stride(3) == 1 ? x_any : x_any.contiguous();
+  const int64_t xn = x.stride(0), xc = x.stride(1), xh = x.stride(2);
   at::Tensor out = empty_pooled({N, rows, cols, Cs}, x.options()).narrow(3, 0, Co);
   const T* src = x.const_data_ptr<T>();
   T* dst = out.mutable_data_ptr<T>();
   const KernelsT<T>& kt = kern<T>();
   at::parallel_for(0, N * rows, grain_for(cols * Co), [&](int64_t begin, int64_t end) {
     Transpose<T> t;  // one row: channels (items) x pixels (lanes)
-    t.in_item = H * W;
+    t.in_item = xc;
     t.n = t.cols = Cg;
     t.m = Wc;
     t.out_row = 0;
@@ -209,7 +211,7 @@ at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad
       std::fill(row, row + left * Cs, T(0));
       std::fill(row + (left + Wc) * Cs, row + cols * Cs, T(0));
       for (int64_t g = 0; g < G; ++g) {
-        t.in = src + ((n * C + g * Cg) * H + h) * W;
+        t.in = src + n * xn + g * Cg * xc + h * xh;
         t.out = row + left * Cs + g * Cpad;
         kt.transpose(t);
         for (int64_t c = Cg; c < Cpad; ++c)

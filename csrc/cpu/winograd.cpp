@@ -417,15 +417,35 @@ void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvSha
   kt.transpose(tr);
 }
 
+// One group of the layer as a layer of its own.
+ConvShape one_group(ConvShape s) {
+  s.C = s.C_per_group();
+  s.K = s.K_per_group();
+  s.groups = 1;
+  return s;
+}
+
+// Grouped layers run one Winograd pass per group, on channel slices of the
+// tensors (each pass spreads over the threads itself): f(group's shape, g).
+template <typename F>
+void for_each_group(const ConvShape& s, const F& f) {
+  const ConvShape sg = one_group(s);
+  for (int64_t g = 0; g < s.groups; ++g) f(sg, g);
+}
+
 }  // namespace
 
 bool winograd_suits(const ConvShape& s, WinogradPass pass) {
   const char* env = std::getenv("CONVKIT_WINOGRAD");  // read per call: cheap, and A/B runs toggle it
   const auto size_fits = [](int64_t k) { return k == 3 || k == 5; };
-  if ((env && std::strcmp(env, "0") == 0) || s.groups != 1 || !size_fits(s.R) || !size_fits(s.S) ||
+  if ((env && std::strcmp(env, "0") == 0) || !size_fits(s.R) || !size_fits(s.S) ||
       s.stride_h != 1 || s.stride_w != 1 || s.pad_h > (s.R - 1) * s.dil_h || s.pad_w > (s.S - 1) * s.dil_w)
     return false;
   if (env && std::strcmp(env, "1") == 0) return true;  // wherever it applies (tests cover every shape with it)
+  // Grouped layers: a pass per group, judged as that group's layer (2-core Zen 5,
+  // batch 8, forward: 4 x 32 channels at 28x28 1.15 -> 0.80 ms, 8 x 32 2.74 -> 2.26 ms,
+  // 2 x 64 at 56x56 9.1 -> 6.4 ms; forward + backward 0.7-0.77x).
+  if (s.groups > 1) return winograd_suits(one_group(s), pass);
   // Measured against the direct kernels (2-core Zen 3, float32): F(2x2, 3x3)
   // wins from 32 channels on, while its transformed filters (16 values per
   // channel pair) stay in cache (up to 256 x 256 channels) and the layer has
@@ -452,8 +472,13 @@ void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const a
                       at::Tensor& y) {
   const at::Tensor wc = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_winograd_forward", [&] {
-    winograd_dilated<scalar_t>(input, s.pad_h, s.pad_w, s.dil_h, s.dil_w, weight_view<scalar_t>(wc, s, false),
-                               pass_blocks(s.R, s.S), s.C, s.K, bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, y);
+    const scalar_t* b = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
+    for_each_group(s, [&](const ConvShape& sg, int64_t g) {
+      at::Tensor yg = y.narrow(1, g * sg.K, sg.K);
+      winograd_dilated<scalar_t>(input.narrow(1, g * sg.C, sg.C), s.pad_h, s.pad_w, s.dil_h, s.dil_w,
+                                 weight_view<scalar_t>(wc.narrow(0, g * sg.K, sg.K), sg, false), pass_blocks(s.R, s.S),
+                                 sg.C, sg.K, b ? b + g * sg.K : nullptr, yg);
+    });
   });
 }
 
@@ -462,14 +487,23 @@ void winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, con
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "convkit_winograd_backward_input", [&] {
     // The forward correlation of grad_output with the flipped, transposed
     // filters, padded so the output is the input's size.
-    winograd_dilated<scalar_t>(gy, (s.R - 1) * s.dil_h - s.pad_h, (s.S - 1) * s.dil_w - s.pad_w, s.dil_h, s.dil_w,
-                               weight_view<scalar_t>(wc, s, true), pass_blocks(s.R, s.S), s.K, s.C, nullptr, gx);
+    for_each_group(s, [&](const ConvShape& sg, int64_t g) {
+      at::Tensor gxg = gx.narrow(1, g * sg.C, sg.C);
+      winograd_dilated<scalar_t>(gy.narrow(1, g * sg.K, sg.K), (s.R - 1) * s.dil_h - s.pad_h,
+                                 (s.S - 1) * s.dil_w - s.pad_w, s.dil_h, s.dil_w,
+                                 weight_view<scalar_t>(wc.narrow(0, g * sg.K, sg.K), sg, true), pass_blocks(s.R, s.S),
+                                 sg.K, sg.C, nullptr, gxg);
+    });
   });
 }
 
 void winograd_backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
-  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "convkit_winograd_backward_weight",
-                             [&] { winograd_wgrad<scalar_t>(input, gy, s, gw); });
+  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "convkit_winograd_backward_weight", [&] {
+    for_each_group(s, [&](const ConvShape& sg, int64_t g) {
+      at::Tensor gwg = gw.narrow(0, g * sg.K, sg.K);  // contiguous: whole rows of gw
+      winograd_wgrad<scalar_t>(input.narrow(1, g * sg.C, sg.C), gy.narrow(1, g * sg.K, sg.K), sg, gwg);
+    });
+  });
 }
 
 }  // namespace cpu

@@ -12,11 +12,11 @@ namespace cpu {
 enum class WinogradPass { forward, grad_input, grad_weight };
 
 // Whether the Winograd path is the faster one for this pass of the layer
-// (3x3 or 5x5, stride 1, one group, padding <= kernel - 1, and sizes where it
-// beat the direct kernels; the passes below also take dilated layers, as one
-// undilated pass over a batch of output phases). Callers also require finite values: the
-// transforms subtract neighbours, so an Inf would turn into NaN where the
-// direct sum keeps it. CONVKIT_WINOGRAD=0 turns the path off, =1 takes it
+// (3x3 or 5x5, stride 1, padding <= kernel - 1, and sizes where it beat the
+// direct kernels, judged per group for grouped layers; the passes below also
+// take dilated layers, as one undilated pass over a batch of output phases).
+// Callers also require finite values: the transforms subtract neighbours, so
+// an Inf would turn into NaN where the direct sum keeps it. CONVKIT_WINOGRAD=0 turns the path off, =1 takes it
 // wherever the geometry allows.
 bool winograd_suits(const ConvShape& s, WinogradPass pass);
 
