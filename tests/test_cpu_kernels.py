@@ -107,6 +107,11 @@ FIXED = [
     dict(N=4, C=8, K=8, H=7, W=16, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=8),
     dict(N=1, C=32, K=64, H=6, W=6, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=2),
     dict(N=1, C=8, K=8, H=5, W=5, R=3, S=3, stride=(3, 3), padding=(3, 3), dilation=(1, 1), groups=1),
+    # Wide tiles on small images: pixel runs across images (5 x 5 and 3 x 5
+    # outputs leave calls short of a tile), filters outweighing the input
+    # (packed per thread, output tiles outermost).
+    dict(N=3, C=96, K=80, H=5, W=5, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1),
+    dict(N=5, C=64, K=96, H=3, W=5, R=1, S=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
     # Winograd F(2x2, 3x3): odd sizes (tiles hanging over the edges), channel
     # tails, paddings up to 2, tiny images, channel blocks (C > 256), dilation phases
     # (even and odd paddings of 2-phase axes).

@@ -249,7 +249,7 @@ void place_wide_tile(const T* lanes_last, int64_t Cred, const WeightView<T>& w, 
     T* dst = tile + c0 * ntaps * NR;
     for (int64_t t = 0; t < ntaps; ++t)
       for (int64_t c = 0; c < len; ++c)
-        std::memcpy(dst + (t * len + c) * NR, lanes_last + ((c0 + c) * w.rs + w.tap[t]) * NR, sizeof(T) * NR);
+        std::memcpy(dst + (t * len + c) * NR, lanes_last + ((c0 + c) * w.rs + w.tap[t]) * NR, kTileBytes);
   }
 }
 
@@ -294,10 +294,62 @@ int64_t wide_band(int64_t rows, int64_t cols, int64_t mr) {
   return best;
 }
 
+// A unit of run_wide's pixels: npix pixels at in + pix_in[i], out + pix_out[i]
+// (offsets from the grid's in and out).
+struct PixelRun {
+  int64_t in, out;
+  const int64_t* pix_in;
+  const int64_t* pix_out;
+  int64_t npix;
+};
+
+// run_wide's pixels cut into units: bands of output rows of one image, which
+// share one table of offsets. Where an image's pixels leave many calls short
+// of mr pixels (7 x 7 outputs: 49 = 6 x 8 + 1, and a one-pixel call is
+// latency-bound), the units are runs of whole calls across images instead,
+// with a table of every pixel. (Staged planar outputs are transposed as
+// rows x cols blocks: bands only.)
+struct PixelRuns {
+  int64_t rows, cols, band, bands, chunk, count, in_n, in_row, out_n, out_row;
+  bool flat;
+  std::vector<int64_t> pix_in, pix_out;
+
+  template <typename T>
+  PixelRuns(const WideGrid<T>& g, int64_t mr, bool staged)
+      : rows(g.rows), cols(g.cols), in_n(g.in_n), in_row(g.in_row), out_n(g.out_n), out_row(g.out_row) {
+    band = wide_band(rows, cols, mr);
+    bands = ceil_div(rows, band);
+    const int64_t plane = rows * cols, total = g.N * plane, last = plane - (bands - 1) * band * cols;
+    const int64_t band_calls = g.N * ((bands - 1) * ceil_div(band * cols, mr) + ceil_div(last, mr));
+    chunk = round_up(band * cols, mr);
+    flat = g.N > 1 && !staged && 50 * ceil_div(total, mr) < 49 * band_calls;  // over 2% fewer calls
+    count = flat ? ceil_div(total, chunk) : g.N * bands;
+    for (int64_t r = 0; r < (flat ? g.N * rows : band); ++r)
+      for (int64_t q = 0; q < cols; ++q) {
+        const int64_t n = flat ? r / rows : 0, p = flat ? r % rows : r;
+        pix_in.push_back(n * g.in_n + p * g.in_row + q * g.in_col);
+        pix_out.push_back(n * g.out_n + p * g.out_row + q * g.out_col);
+      }
+  }
+
+  int64_t max_pixels() const { return flat ? chunk : band * cols; }
+
+  PixelRun operator[](int64_t u) const {
+    if (flat) {
+      const int64_t j0 = u * chunk;
+      return {0, 0, pix_in.data() + j0, pix_out.data() + j0, std::min<int64_t>(chunk, int64_t(pix_in.size()) - j0)};
+    }
+    const int64_t n = u / bands, p = u % bands * band;
+    return {n * in_n + p * in_row, n * out_n + p * out_row, pix_in.data(), pix_out.data(), std::min(band, rows - p) * cols};
+  }
+};
+
 // The weights w (view.tap matching grid.taps) are packed by pack_wide_weights
-// ahead of the tiles, or, where each output tile serves a single unit (one
-// image, one band: late layers at batch 1), by that unit into a buffer of
-// its own thread: the packed copy then never goes out to memory and back
+// ahead of the tiles, or, where they outweigh the input (late layers, small
+// images: one band at batch 1, 1024 -> 512 3x3 at 7x7), by each thread into a
+// buffer of its own, a pair of output tiles at a time: the units then take
+// the tiles outermost, every pixel run meets the tiles' weights while they
+// are in cache, and the packed copy never goes out to memory and back
 // (512 x 512 3x3 at 7x7: 9.4 MB written and read again per call).
 template <typename T>
 void run_wide(const WideGrid<T>& grid, const WeightView<T>& view) {
@@ -305,35 +357,29 @@ void run_wide(const WideGrid<T>& grid, const WeightView<T>& view) {
   const int64_t NR = kt.nr, G = grid.groups, Cred = grid.Cred, ntaps = grid.taps.size();
   const int64_t Kpad = round_up(grid.Kout, NR), KB = Kpad / NR, KT = ceil_div(KB, kt.tiles);
   const int64_t Cb = wide_channel_block<T>(Cred, ntaps), nblk = ceil_div(Cred, Cb);
-  // Tasks are bands of output rows of one image; tiles run across the rows of
-  // a band, so narrow outputs waste no tile slots at row ends.
-  const int64_t band = wide_band(grid.rows, grid.cols, kt.mr), bands = ceil_div(grid.rows, band);
-  const int64_t tile_size = ntaps * Cred * NR;
-  const bool pack_per_unit = grid.N * bands == 1;
-  const at::Tensor packed = pack_per_unit ? at::Tensor() : pack_wide_weights<T>(G, grid.Kout, Cred, view);
-  std::vector<int64_t> pix_in(band * grid.cols), pix_out(band * grid.cols);
-  for (int64_t i = 0; i < band; ++i)
-    for (int64_t q = 0; q < grid.cols; ++q) {
-      pix_in[i * grid.cols + q] = i * grid.in_row + q * grid.in_col;
-      pix_out[i * grid.cols + q] = i * grid.out_row + q * grid.out_col;
-    }
-  // Units are (image, band, group, output tiles of one call), tiles fastest,
-  // so a thread reuses a band's input across tiles and small batches still split evenly.
-  const int64_t GK = G * KT;
-  parallel_for_shared(grid.N * bands * GK, grain_for(band * grid.cols * kt.tiles * NR * Cred * ntaps), [&](const auto& claim) {
+  // Planar outputs (NCHW) are gathered channels-last, then transposed,
+  // unless the kernels store them straight (register transposes).
+  const bool planar = grid.out_chan != 1 && grid.out_col == 1 && !kt.wide_planar_stores;
+  // Tasks are runs of pixels (bands of output rows of one image, mostly);
+  // tiles run across the rows of a band, so narrow outputs waste no tile
+  // slots at row ends.
+  const PixelRuns runs(grid, kt.mr, planar);
+  const int64_t tile_size = ntaps * Cred * NR, GK = G * KT;
+  const bool weights_outer = runs.count == 1 || G * KB * tile_size > grid.N * grid.in_n;
+  const at::Tensor packed = weights_outer ? at::Tensor() : pack_wide_weights<T>(G, grid.Kout, Cred, view);
+  // Units are (pixel run, group, output tiles of one call), tiles fastest,
+  // so a thread reuses a run's input across tiles and small batches still
+  // split evenly; or (tiles, run), runs fastest, where the weights outweigh the input.
+  parallel_for_shared(runs.count * GK, grain_for(runs.max_pixels() * kt.tiles * NR * Cred * ntaps), [&](const auto& claim) {
     WideTile<T> a;
-    a.pix_in = pix_in.data();
-    a.pix_out = pix_out.data();
     a.in_chan = grid.in_chan;
     a.tap_off = grid.taps.data();
     a.ntaps = ntaps;
     a.out_lane = grid.out_chan;
     a.w_tile = ntaps * Cred * NR;
-    // Planar outputs (NCHW) are gathered channels-last, then transposed,
-    // unless the kernels store them straight (register transposes).
-    const bool planar = grid.out_chan != 1 && grid.out_col == 1 && !kt.wide_planar_stores;
-    WorkBuffer<T> acc(nblk > 1 || planar ? band * grid.cols * kt.tiles * NR : 0);
-    Scratch<T> unit_w(pack_per_unit ? kt.tiles * tile_size : 0), lanes_last(pack_per_unit ? Cred * view.rs * NR : 0);
+    WorkBuffer<T> acc(nblk > 1 || planar ? runs.max_pixels() * kt.tiles * NR : 0);
+    Scratch<T> unit_w(weights_outer ? kt.tiles * tile_size : 0), lanes_last(weights_outer ? Cred * view.rs * NR : 0);
+    int64_t unit_gk = -1;  // the tiles in unit_w
     Transpose<T> st;
     st.in = acc.data();
     st.cols = grid.cols;
@@ -341,20 +387,23 @@ void run_wide(const WideGrid<T>& grid, const WeightView<T>& view) {
     st.out_lane = grid.out_chan;
     for (int64_t begin, end; claim(begin, end);)
       for (int64_t u = begin; u < end; ++u) {
-        const int64_t gk = u % GK, nb = u / GK, g = gk / KT, kb = gk % KT * kt.tiles;
-        const int64_t n = nb / bands, p = nb % bands * band;
-        a.npix = std::min(band, grid.rows - p) * grid.cols;
-        a.out = grid.out + n * grid.out_n + (g * grid.Kout + kb * NR) * grid.out_chan + p * grid.out_row;
+        const int64_t gk = weights_outer ? u / runs.count : u % GK, g = gk / KT, kb = gk % KT * kt.tiles;
+        const PixelRun run = runs[weights_outer ? u % runs.count : u / GK];
+        a.pix_in = run.pix_in;
+        a.pix_out = run.pix_out;
+        a.npix = run.npix;
+        a.out = grid.out + run.out + (g * grid.Kout + kb * NR) * grid.out_chan;
         a.tiles = std::min<int64_t>(kt.tiles, KB - kb);
         a.nr_valid = std::min(a.tiles * NR, grid.Kout - kb * NR);
         a.init = grid.bias ? grid.bias + g * Kpad + kb * NR : nullptr;
         const T* tiles_w = packed.defined() ? packed.const_data_ptr<T>() + (g * KB + kb) * tile_size : unit_w.data();
-        for (int64_t t = 0; pack_per_unit && t < a.tiles; ++t)
+        for (int64_t t = 0; weights_outer && gk != unit_gk && t < a.tiles; ++t)
           pack_wide_tile(grid.Kout, Cred, view, g * KB + kb + t, lanes_last.data(), unit_w.data() + t * tile_size);
+        unit_gk = gk;
         for (int64_t blk = 0; blk < nblk; ++blk) {
           const int64_t c0 = blk * Cb;
           a.C = std::min(Cb, Cred - c0);
-          a.in = grid.in + n * grid.in_n + p * grid.in_row + (g * Cred + c0) * grid.in_chan;
+          a.in = grid.in + run.in + (g * Cred + c0) * grid.in_chan;
           a.w = tiles_w + c0 * ntaps * NR;
           a.acc_in = blk > 0 ? acc.data() : nullptr;
           a.acc_out = blk + 1 < nblk || planar ? acc.data() : nullptr;

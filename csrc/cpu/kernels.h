@@ -11,6 +11,10 @@
 namespace convkit {
 namespace cpu {
 
+// A wide tile is 64 bytes of output channels (16 floats, 8 doubles) whatever
+// the vector width, so packed weights and the glue's choices do not depend on the ISA.
+constexpr int kTileBytes = 64;
+
 // Register-blocked tiles of pixels x output channels (implicit GEMM): a call
 // covers `tiles` (1 .. KernelsT::tiles) adjacent tiles of NR output channels,
 // lanes = tiles * NR. For pixel i < npix and lane < nr_valid (<= lanes),

@@ -38,9 +38,6 @@ constexpr int kVecBytes = 32;                      // plane kernels and sums
 constexpr int kLaneBytes = CONVKIT_WIDE_VEC_BYTES;  // batch-lane kernels
 constexpr int kPlaneRegs = CONVKIT_VEC_REGS;
 constexpr int kWideBytes = CONVKIT_WIDE_VEC_BYTES;  // wide kernels
-// A wide tile is 64 bytes of output channels (16 floats, 8 doubles) whatever
-// the vector width, so packed weights and the glue's choices do not depend on the ISA.
-constexpr int kTileBytes = 64;
 
 template <typename T, int Bytes = kVecBytes>
 struct Vec {

@@ -465,7 +465,15 @@ bool winograd_suits(const ConvShape& s, WinogradPass pass) {
   // layers of 32 channels (16 x 32 -> 32 at 64x64, dilation 2: 0.73x forward,
   // 0.79x forward + backward); at 64 channels F(2x2, 3x3) still won (1.13x at 56x56).
   const int64_t min_channels = dilated && wide_vectors_wider() ? 64 : 32;
-  return s.C >= min_channels && s.K >= min_channels && s.C * s.K <= 256 * 256 && tiles >= (wgrad ? 1024 : 32);
+  // Larger filters stream from L3 once per image's chunk of tiles; with
+  // 512-bit tiles F(2x2, 3x3) still won the forward and grad_input while an
+  // image had tiles enough (batch 8, forward: 512 x 512 at 7x7 0.82x, at
+  // 14x14 0.56x, 1024 x 1024 at 14x14 0.89x; forward + backward 0.72-0.9x),
+  // and tied or lost at 1024 x 512 on 7x7 (1.0x, 1.08x).
+  const int64_t CK = s.C * s.K, image_tiles = ceil_div(s.P, 2) * ceil_div(s.Q, 2);
+  const bool filters_fit = CK <= 256 * 256 || (wide_vectors_wider() && !wgrad && CK <= 1024 * 1024 &&
+                                               CK <= 24576 * image_tiles);
+  return s.C >= min_channels && s.K >= min_channels && filters_fit && tiles >= (wgrad ? 1024 : 32);
 }
 
 void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
