@@ -784,9 +784,12 @@ void backward_input_wide(const at::Tensor& gy, const at::Tensor& weight, const C
   const Axis aw = make_axis(sw, s.pad_w, s.dil_w, s.S, s.W, s.Q);
   const int64_t Pb = s.P + ah.border_lo + ah.border_hi, Qb = s.Q + aw.border_lo + aw.border_hi;
 
-  // grad_output with a zero border, in its own layout: (N, K, Pb, Qb).
+  // grad_output with a zero border, in its own layout: (N, K, Pb, Qb); as
+  // it is where no border is needed (the kernel reads any strides).
   at::Tensor gyb;
-  if (gy.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
+  if (Pb == s.P && Qb == s.Q) {
+    gyb = gy;
+  } else if (gy.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
     gyb = zeros_pooled({s.N, s.K, Pb, Qb}, gy.options().memory_format(at::MemoryFormat::ChannelsLast));
     gyb.narrow(2, ah.border_lo, s.P).narrow(3, aw.border_lo, s.Q).copy_(gy);
   } else {
