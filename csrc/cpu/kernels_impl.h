@@ -225,12 +225,18 @@ void wide_tiles(const WideTile<T>& a) {
   for (int64_t q = 0; q < a.npix; q += kMR) wide_tile_upto<T, kMR, TT>(a, q, min64(kMR, a.npix - q));
 }
 
+// The tile kernel for a call of `tiles` (1..TT) tiles.
+template <typename T, int TT>
+void wide_tiles_upto(const WideTile<T>& a) {
+  if constexpr (TT > 1) {
+    if (a.tiles < TT) return wide_tiles_upto<T, TT - 1>(a);
+  }
+  wide_tiles<T, TT>(a);
+}
+
 template <typename T>
 void wide_tile(const WideTile<T>& a) {
-  if constexpr (kTiles >= 2) {
-    if (a.tiles == 2) return wide_tiles<T, 2>(a);
-  }
-  wide_tiles<T, 1>(a);
+  wide_tiles_upto<T, kTiles>(a);
 }
 
 // ---------------------------------------------------------------------------
@@ -279,12 +285,17 @@ void wide_wgrad_upto(const WideWgrad<T>& a) {
   wide_wgrad_m<T, M, TT>(a);
 }
 
+template <typename T, int TT>
+void wide_wgrad_tiles(const WideWgrad<T>& a) {
+  if constexpr (TT > 1) {
+    if (a.tiles < TT) return wide_wgrad_tiles<T, TT - 1>(a);
+  }
+  wide_wgrad_upto<T, kMR, TT>(a);
+}
+
 template <typename T>
 void wide_wgrad(const WideWgrad<T>& a) {
-  if constexpr (kTiles >= 2) {
-    if (a.tiles == 2) return wide_wgrad_upto<T, kMR, 2>(a);
-  }
-  wide_wgrad_upto<T, kMR, 1>(a);
+  wide_wgrad_tiles<T, kTiles>(a);
 }
 
 // ---------------------------------------------------------------------------
