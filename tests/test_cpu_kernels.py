@@ -103,6 +103,10 @@ FIXED = [
     # Depthwise 3 x 3 rows with weights (forward) or grad_output (grad_weight) in
     # registers: row counts off their blocks of 3 and 6, a partial last vector.
     dict(N=3, C=8, K=8, H=17, W=21, R=3, S=3, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=8),
+    # Depthwise on channel lanes: a tail block of channels (35 = 2 x 16 + 3),
+    # stride, dilation and uneven padding; 7x7 outputs of a 5 x 5 filter.
+    dict(N=2, C=35, K=35, H=9, W=8, R=5, S=5, stride=(2, 1), padding=(2, 1), dilation=(1, 2), groups=35),
+    dict(N=3, C=20, K=20, H=7, W=7, R=5, S=5, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=20),
     # Whole-vector grad_output rows, which grad_weight reads in place.
     dict(N=4, C=8, K=8, H=7, W=16, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=8),
     dict(N=1, C=32, K=64, H=6, W=6, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=2),
@@ -138,7 +142,8 @@ FIXED = [
 
 
 # Paths forced wherever they apply, beside the speed rules.
-FORCED = {"by-speed": None, "winograd-everywhere": "CONVKIT_WINOGRAD", "batch-lanes-everywhere": "CONVKIT_BATCH_LANES"}
+FORCED = {"by-speed": None, "winograd-everywhere": "CONVKIT_WINOGRAD", "batch-lanes-everywhere": "CONVKIT_BATCH_LANES",
+          "channel-lanes-everywhere": "CONVKIT_CHANNEL_LANES"}
 
 
 @pytest.mark.parametrize("path", list(FORCED))

@@ -37,6 +37,7 @@
 
 #include "../checks.h"
 #include "batch_lanes.h"
+#include "channel_lanes.h"
 #include "buffers.h"
 #include "common.h"
 #include "kernels.h"
@@ -732,6 +733,8 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std:
       forward_wide<scalar_t>(subsampled<scalar_t>(input, s), weight, bias, unit_stride(s), y);
     else if (use_wide<scalar_t>(s.K_per_group()) && !few_input_channels(s, false))
       forward_wide<scalar_t>(input, weight, bias, s, y);
+    else if (channel_lanes_suit(s, LanePass::forward))
+      channel_lanes_forward(input, weight, bias, s, y);
     else
       forward_plane<scalar_t>(input, weight, bias, s, y);
   });
@@ -1298,6 +1301,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
         grad_input = spread_subsampled<scalar_t>(dense, input, s);
       } else if (use_wide<scalar_t>(s.C_per_group())) {
         backward_input_wide<scalar_t>(grad_output, weight, s, input.suggest_memory_format(), grad_input);
+      } else if (channel_lanes_suit(s, LanePass::grad_input)) {
+        grad_input = empty_pooled(input.sizes(), input.options().memory_format(input.suggest_memory_format()));
+        channel_lanes_backward_input(grad_output, weight, s, grad_input);
       } else {
         gx_job = backward_input_plane<scalar_t>(grad_output, weight, s, grad_input);
       }
@@ -1314,6 +1320,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
           backward_weight_wide<scalar_t>(grad_output, subsampled<scalar_t>(input, s), unit_stride(s), grad_weight);
         else if (use_wide<scalar_t>(s.K_per_group()) && !few_input_channels(s, true))
           backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight);
+        else if (channel_lanes_suit(s, LanePass::grad_weight))
+          channel_lanes_backward_weight(grad_output, input, s, grad_weight);
         else {
           if (output_mask[2]) plane_sums.resize(s.N * s.K);
           // grad_input's units ride along when the reduction has chunks for every thread.

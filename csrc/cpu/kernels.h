@@ -152,6 +152,36 @@ struct BatchWgrad {
   bool accumulate;  // add to acc (else overwrite it)
 };
 
+// Channel lanes (depthwise layers): a vector holds one pixel's channels
+// (wide_lanes of them). For output pixel (p, q), p < P, q < Q:
+//   out[(p * Q + q) * L ..] = init + sum over t < ntaps of
+//     w[t * L ..] * in[p * in_row + q * in_col + tap_off[t] ..]
+// (init: L values, or zeros when null).
+template <typename T>
+struct LaneWindow {
+  const T* in;
+  int64_t in_row, in_col;
+  const int64_t* tap_off;
+  int64_t ntaps;
+  const T* w;
+  const T* init;
+  T* out;
+  int64_t P, Q;
+};
+
+// Their weight gradient: for t < ntaps,
+//   acc[t * L ..] += sum over p < P, q < Q of gy[(p * Q + q) * L ..] * in[p * in_row + q * in_col + tap_off[t] ..].
+template <typename T>
+struct LaneWindowGrad {
+  const T* in;
+  int64_t in_row, in_col;
+  const int64_t* tap_off;
+  int64_t ntaps;
+  const T* gy;
+  int64_t P, Q;
+  T* acc;
+};
+
 // Blocked transpose: for item i < n (column i % cols of row i / cols) and lane l < m,
 //   out[(i / cols) * out_row + i % cols + l * out_lane] = in[i * in_item + l].
 // Blocks are transposed in registers: e.g. channels-last tiles to NCHW output
@@ -268,6 +298,8 @@ struct KernelsT {
   void (*batch_tile)(const BatchTile<T>&);
   void (*batch_wgrad)(const BatchWgrad<T>&);
   void (*transpose)(const Transpose<T>&);
+  void (*lane_window)(const LaneWindow<T>&);
+  void (*lane_window_grad)(const LaneWindowGrad<T>&);
   void (*wino_weights)(const WinoWeights<T>&);
   void (*wino_input)(const WinoInput<T>&);
   void (*wino_output)(const WinoOutput<T>&);
