@@ -32,7 +32,14 @@ struct Strides {
 template <typename T>
 void to_lanes(const T* src, const Strides& st, int64_t H, int64_t W, int64_t m, int64_t L, int64_t top, int64_t left,
               int64_t rows, int64_t cols, T* dense, T* buf) {
-  std::fill(buf, buf + rows * cols * L, T(0));
+  // Zeros around the image only: rows above and below it, columns beside it.
+  std::fill(buf, buf + top * cols * L, T(0));
+  std::fill(buf + (top + H) * cols * L, buf + rows * cols * L, T(0));
+  for (int64_t h = 0; h < H; ++h) {
+    T* row = buf + (top + h) * cols * L;
+    std::fill(row, row + left * L, T(0));
+    std::fill(row + (left + W) * L, row + cols * L, T(0));
+  }
   if (st.w == 1 && st.h == W) {  // planar: one transpose of the block's planes (items: channels, lanes: pixels)
     if (m < L) std::fill(dense, dense + H * W * L, T(0));
     kern<T>().transpose(Transpose<T>{src, st.c, m, m, H * W, dense, 0, L});
@@ -41,8 +48,10 @@ void to_lanes(const T* src, const Strides& st, int64_t H, int64_t W, int64_t m, 
     return;
   }
   for (int64_t h = 0; h < H; ++h)
-    for (int64_t w = 0; w < W; ++w)
-      for (int64_t c = 0; c < m; ++c) buf[((top + h) * cols + left + w) * L + c] = src[h * st.h + w * st.w + c * st.c];
+    for (int64_t w = 0; w < W; ++w) {
+      T* px = buf + ((top + h) * cols + left + w) * L;
+      for (int64_t c = 0; c < L; ++c) px[c] = c < m ? src[h * st.h + w * st.w + c * st.c] : T(0);
+    }
 }
 
 // Lanes [0, m) of P x Q pixels of L lanes into m channels of one image (dst, strides st).
@@ -76,6 +85,7 @@ std::vector<T> lane_weights(const at::Tensor& weight, int64_t L, bool flipped) {
 struct LaneGrid {
   int64_t top, left, rows, cols;
   std::vector<int64_t> taps;
+  int64_t row_taps;  // S where a kernel row's taps are adjacent pixels, else 0
 
   LaneGrid(int64_t H, int64_t W, int64_t top_, int64_t left_, const ConvShape& s, int64_t P, int64_t Q, int64_t sh,
            int64_t sw, int64_t L)
@@ -84,6 +94,7 @@ struct LaneGrid {
     cols = std::max(left + W, (Q - 1) * sw + (s.S - 1) * s.dil_w + 1);
     for (int64_t r = 0; r < s.R; ++r)
       for (int64_t t = 0; t < s.S; ++t) taps.push_back((r * s.dil_h * cols + t * s.dil_w) * L);
+    row_taps = s.dil_w == 1 ? s.S : 0;
   }
 };
 
@@ -102,7 +113,8 @@ void window_pass(const at::Tensor& src, const LaneGrid& g, int64_t sh, int64_t s
   T* y = dst.mutable_data_ptr<T>();
   parallel_for_shared(N * CB, grain_for(P * Q * L * ntaps), [&](const auto& claim) {
     const Scratch<T> buf(g.rows * g.cols * L), dense(H * W * L), stage(P * Q * L);
-    LaneWindow<T> a{buf.data(), sh * g.cols * L, sw * L, g.taps.data(), ntaps, nullptr, nullptr, stage.data(), P, Q};
+    LaneWindow<T> a{buf.data(), sh * g.cols * L, sw * L, g.taps.data(), ntaps, g.row_taps, nullptr, nullptr, stage.data(),
+                    P, Q};
     for (int64_t begin, end; claim(begin, end);)
       for (int64_t u = begin; u < end; ++u) {
         const int64_t n = u / CB, c0 = u % CB * L, m = std::min(L, C - c0);

@@ -156,13 +156,15 @@ struct BatchWgrad {
 // (wide_lanes of them). For output pixel (p, q), p < P, q < Q:
 //   out[(p * Q + q) * L ..] = init + sum over t < ntaps of
 //     w[t * L ..] * in[p * in_row + q * in_col + tap_off[t] ..]
-// (init: L values, or zeros when null).
+// (init: L values, or zeros when null). row_taps > 0 says the taps come in
+// rows of row_taps adjacent pixels and in_col is L (stride 1): the kernel
+// then loads each input vector of a row once for all its taps.
 template <typename T>
 struct LaneWindow {
   const T* in;
   int64_t in_row, in_col;
   const int64_t* tap_off;
-  int64_t ntaps;
+  int64_t ntaps, row_taps;
   const T* w;
   const T* init;
   T* out;

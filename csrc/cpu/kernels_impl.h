@@ -489,19 +489,60 @@ void lane_window_q(const LaneWindow<T>& a, int64_t p, int64_t q) {
   for (int j = 0; j < QB; ++j) storeu<T, kWideBytes>(out + j * L, acc[j]);
 }
 
-template <typename T, int QB>
+// The same for taps in rows of S adjacent pixels (stride 1): a row's QB + S - 1
+// input vectors are loaded once for its S taps, S x QB multiply-adds.
+template <typename T, int QB, int S>
+void lane_window_rows(const LaneWindow<T>& a, int64_t p, int64_t q) {
+  constexpr int L = Wide<T>::L;
+  using W = typename Wide<T>::type;
+  const W init = a.init ? loadu<T, kWideBytes>(a.init) : W{};
+  W acc[QB];
+#pragma GCC unroll 8
+  for (int j = 0; j < QB; ++j) acc[j] = init;
+  const T* base = a.in + p * a.in_row + q * L;
+  const T* w = a.w;
+  for (int64_t r = 0; r < a.ntaps; r += S, w += S * L) {
+    const T* src = base + a.tap_off[r];
+    W x[QB + S - 1];
+#pragma GCC unroll 16
+    for (int i = 0; i < QB + S - 1; ++i) x[i] = loadu<T, kWideBytes>(src + i * L);
+#pragma GCC unroll 5
+    for (int t = 0; t < S; ++t) {
+      const W wt = loadu<T, kWideBytes>(w + t * L);
+#pragma GCC unroll 8
+      for (int j = 0; j < QB; ++j) acc[j] += wt * x[j + t];
+    }
+  }
+  T* out = a.out + (p * a.Q + q) * L;
+#pragma GCC unroll 8
+  for (int j = 0; j < QB; ++j) storeu<T, kWideBytes>(out + j * L, acc[j]);
+}
+
+// The kernel for m (1..QB) pixels: S taps a row (3 or 5), or any taps (S = 0).
+template <typename T, int QB, int S>
 void lane_window_upto(const LaneWindow<T>& a, int64_t p, int64_t q, int64_t m) {
   if constexpr (QB > 1) {
-    if (m < QB) return lane_window_upto<T, QB - 1>(a, p, q, m);
+    if (m < QB) return lane_window_upto<T, QB - 1, S>(a, p, q, m);
   }
-  lane_window_q<T, QB>(a, p, q);
+  if constexpr (S > 0)
+    lane_window_rows<T, QB, S>(a, p, q);
+  else
+    lane_window_q<T, QB>(a, p, q);
+}
+
+template <typename T, int S>
+void lane_window_s(const LaneWindow<T>& a) {
+  constexpr int QB = kPlaneRegs >= 32 ? 8 : 4;  // QB sums + QB + S - 1 inputs in registers
+  for (int64_t p = 0; p < a.P; ++p)
+    for (int64_t q = 0; q < a.Q; q += QB) lane_window_upto<T, QB, S>(a, p, q, min64(QB, a.Q - q));
 }
 
 template <typename T>
 void lane_window(const LaneWindow<T>& a) {
-  constexpr int QB = 8;
-  for (int64_t p = 0; p < a.P; ++p)
-    for (int64_t q = 0; q < a.Q; q += QB) lane_window_upto<T, QB>(a, p, q, min64(QB, a.Q - q));
+  const bool rows = a.in_col == Wide<T>::L;
+  if (rows && a.row_taps == 3) return lane_window_s<T, 3>(a);
+  if (rows && a.row_taps == 5) return lane_window_s<T, 5>(a);
+  lane_window_s<T, 0>(a);
 }
 
 // Their weight gradient, TB taps per sweep over the pixels (TB sums in registers).
