@@ -465,6 +465,9 @@ bool winograd_suits(const ConvShape& s, WinogradPass pass) {
   // layers of 32 channels (16 x 32 -> 32 at 64x64, dilation 2: 0.73x forward,
   // 0.79x forward + backward); at 64 channels F(2x2, 3x3) still won (1.13x at 56x56).
   const int64_t min_channels = dilated && wide_vectors_wider() ? 64 : 32;
+  // There too, dilation 4 (16 phases of a quarter the size) lost at 64 channels
+  // (28x28: forward 1.18x, forward + backward 1.64x; 56x56: 1.03x, 1.06x), dilation 2 won (0.78x at 28x28).
+  if (dilated && wide_vectors_wider() && s.dil_h * s.dil_w > 4) return false;
   // Larger filters stream from L3 once per image's chunk of tiles; with
   // 512-bit tiles F(2x2, 3x3) still won the forward and grad_input while an
   // image had tiles enough (batch 8, forward: 512 x 512 at 7x7 0.82x, at
