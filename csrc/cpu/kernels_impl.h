@@ -468,8 +468,10 @@ void plane_row(const PlaneRow<T>& a) {
 
 // ---------------------------------------------------------------------------
 // Channel lanes: QB output pixels of a row at once, so each tap's weight
-// vector is loaded once for QB multiply-adds.
-template <typename T, int QB>
+// vector is loaded once for QB multiply-adds. With taps in rows of S
+// adjacent pixels (S > 0, stride 1), a row's QB + S - 1 input vectors are
+// also loaded once for its S taps.
+template <typename T, int QB, int S>
 void lane_window_q(const LaneWindow<T>& a, int64_t p, int64_t q) {
   constexpr int L = Wide<T>::L;
   using W = typename Wide<T>::type;
@@ -478,39 +480,26 @@ void lane_window_q(const LaneWindow<T>& a, int64_t p, int64_t q) {
 #pragma GCC unroll 8
   for (int j = 0; j < QB; ++j) acc[j] = init;
   const T* base = a.in + p * a.in_row + q * a.in_col;
-  for (int64_t t = 0; t < a.ntaps; ++t) {
-    const W wt = loadu<T, kWideBytes>(a.w + t * L);
-    const T* src = base + a.tap_off[t];
+  if constexpr (S == 0) {
+    for (int64_t t = 0; t < a.ntaps; ++t) {
+      const W wt = loadu<T, kWideBytes>(a.w + t * L);
+      const T* src = base + a.tap_off[t];
 #pragma GCC unroll 8
-    for (int j = 0; j < QB; ++j) acc[j] += wt * loadu<T, kWideBytes>(src + j * a.in_col);
-  }
-  T* out = a.out + (p * a.Q + q) * L;
-#pragma GCC unroll 8
-  for (int j = 0; j < QB; ++j) storeu<T, kWideBytes>(out + j * L, acc[j]);
-}
-
-// The same for taps in rows of S adjacent pixels (stride 1): a row's QB + S - 1
-// input vectors are loaded once for its S taps, S x QB multiply-adds.
-template <typename T, int QB, int S>
-void lane_window_rows(const LaneWindow<T>& a, int64_t p, int64_t q) {
-  constexpr int L = Wide<T>::L;
-  using W = typename Wide<T>::type;
-  const W init = a.init ? loadu<T, kWideBytes>(a.init) : W{};
-  W acc[QB];
-#pragma GCC unroll 8
-  for (int j = 0; j < QB; ++j) acc[j] = init;
-  const T* base = a.in + p * a.in_row + q * L;
-  const T* w = a.w;
-  for (int64_t r = 0; r < a.ntaps; r += S, w += S * L) {
-    const T* src = base + a.tap_off[r];
-    W x[QB + S - 1];
+      for (int j = 0; j < QB; ++j) acc[j] += wt * loadu<T, kWideBytes>(src + j * a.in_col);
+    }
+  } else {
+    const T* w = a.w;
+    for (int64_t r = 0; r < a.ntaps; r += S, w += S * L) {
+      const T* src = base + a.tap_off[r];
+      W x[QB + S - 1];
 #pragma GCC unroll 16
-    for (int i = 0; i < QB + S - 1; ++i) x[i] = loadu<T, kWideBytes>(src + i * L);
+      for (int i = 0; i < QB + S - 1; ++i) x[i] = loadu<T, kWideBytes>(src + i * L);
 #pragma GCC unroll 5
-    for (int t = 0; t < S; ++t) {
-      const W wt = loadu<T, kWideBytes>(w + t * L);
+      for (int t = 0; t < S; ++t) {
+        const W wt = loadu<T, kWideBytes>(w + t * L);
 #pragma GCC unroll 8
-      for (int j = 0; j < QB; ++j) acc[j] += wt * x[j + t];
+        for (int j = 0; j < QB; ++j) acc[j] += wt * x[j + t];
+      }
     }
   }
   T* out = a.out + (p * a.Q + q) * L;
@@ -524,10 +513,7 @@ void lane_window_upto(const LaneWindow<T>& a, int64_t p, int64_t q, int64_t m) {
   if constexpr (QB > 1) {
     if (m < QB) return lane_window_upto<T, QB - 1, S>(a, p, q, m);
   }
-  if constexpr (S > 0)
-    lane_window_rows<T, QB, S>(a, p, q);
-  else
-    lane_window_q<T, QB>(a, p, q);
+  lane_window_q<T, QB, S>(a, p, q);
 }
 
 template <typename T, int S>
