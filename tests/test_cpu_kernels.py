@@ -168,6 +168,24 @@ def test_random_configs_on_batch_lanes(cfg):
         del os.environ["CONVKIT_BATCH_LANES"]
 
 
+@st.composite
+def depthwise_configs(draw):
+    """Depthwise layers (one input channel and one output per group), any geometry."""
+    C = draw(st.sampled_from([1, 3, 8, 16, 17, 33]))
+    cfg = draw(conv_configs(batches=(1, 2, 3)))
+    return dict(cfg, C=C, K=C, groups=C)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(depthwise_configs())
+def test_random_depthwise_on_channel_lanes(cfg):
+    os.environ["CONVKIT_CHANNEL_LANES"] = "1"
+    try:
+        check(cfg)
+    finally:
+        del os.environ["CONVKIT_CHANNEL_LANES"]
+
+
 @pytest.mark.parametrize("size", [3, 5])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_winograd_agrees_with_direct_kernels(layout, size, monkeypatch):
