@@ -158,14 +158,20 @@ def test_fixed_shapes(idx, layout, dtype, path, monkeypatch):
     check(dict(FIXED[idx], bias=True, layout=layout, dtype=dtype), seed=idx)
 
 
-@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(conv_configs(batches=(1, 3, 9, 13)))
-def test_random_configs_on_batch_lanes(cfg):
-    os.environ["CONVKIT_BATCH_LANES"] = "1"
+def check_forced(cfg, path):
+    """check(cfg) with the kernel family FORCED[path] taken wherever it applies.
+    (Hypothesis runs many examples per test: no per-test monkeypatch.)"""
+    os.environ[FORCED[path]] = "1"
     try:
         check(cfg)
     finally:
-        del os.environ["CONVKIT_BATCH_LANES"]
+        del os.environ[FORCED[path]]
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(conv_configs(batches=(1, 3, 9, 13)))
+def test_random_configs_on_batch_lanes(cfg):
+    check_forced(cfg, "batch-lanes-everywhere")
 
 
 @st.composite
@@ -179,11 +185,7 @@ def depthwise_configs(draw):
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(depthwise_configs())
 def test_random_depthwise_on_channel_lanes(cfg):
-    os.environ["CONVKIT_CHANNEL_LANES"] = "1"
-    try:
-        check(cfg)
-    finally:
-        del os.environ["CONVKIT_CHANNEL_LANES"]
+    check_forced(cfg, "channel-lanes-everywhere")
 
 
 @pytest.mark.parametrize("size", [3, 5])

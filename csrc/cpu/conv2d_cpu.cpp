@@ -6,6 +6,8 @@
 //    (depthwise, corr2d, small batches);
 //  - batch lanes (batch_lanes.cpp): vectors along the batch, for few
 //    channels and large batches (LeNet);
+//  - channel lanes (channel_lanes.cpp): vectors along the channels, for
+//    depthwise layers on small images;
 //  - Winograd (winograd.cpp) for 3x3 and 5x5 layers with many channels.
 // The arithmetic lives in kernels_impl.h, compiled once per ISA; this file
 // lays out buffers, packs weights and splits work with at::parallel_for.
