@@ -140,8 +140,12 @@ void weight_tile_lanes_last(int64_t Kout, int64_t Cred, const WeightView<T>& w, 
   tr.out_lane = NR;
   const T* src = w.src + g * w.g_stride + k0 * w.k_stride;
   if (w.k_stride == 1 && rs == 1) {  // lanes side by side (1 x 1 grad_input): rows copied as they are
-    for (int64_t c = 0; c < Cred && lanes == NR; ++c) std::memcpy(lanes_last + c * NR, src + c * w.c_stride, kTileBytes);
-    for (int64_t c = 0; c < Cred && lanes < NR; ++c) std::copy_n(src + c * w.c_stride, lanes, lanes_last + c * NR);
+    for (int64_t c = 0; c < Cred; ++c) {
+      if (lanes == NR)  // a whole tile row: a fixed-size copy, no library call
+        std::memcpy(lanes_last + c * NR, src + c * w.c_stride, kTileBytes);
+      else
+        std::copy_n(src + c * w.c_stride, lanes, lanes_last + c * NR);
+    }
     return;
   }
   if (w.c_stride == rs) {  // a lane's weights are one run over (c, r)
