@@ -6,6 +6,8 @@ PADDING_STRINGS = ("same", "valid")
 
 def pair(value, name):
     """An int or a pair of ints, as F.conv2d accepts, as a tuple of two ints."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return value  # already normalised: the common case, kept cheap
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, int):

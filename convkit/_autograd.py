@@ -38,7 +38,7 @@ def _below_autograd(op, *args):
 def _conv2d_backward(ctx, grad_output):
     input, weight = ctx.saved_tensors
     mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
-    grad_input, grad_weight, grad_bias = _below_autograd(ops.conv2d_backward, grad_output, input, weight, *ctx.hyper,
+    grad_input, grad_weight, grad_bias = _below_autograd(ops.conv2d_backward.default, grad_output, input, weight, *ctx.hyper,
                                                          mask)
     return (grad_input if mask[0] else None, grad_weight if mask[1] else None, grad_bias if mask[2] else None,
             None, None, None, None)
@@ -182,3 +182,27 @@ class Conv2dFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         return _conv2d_backward(ctx, grad_output)
+
+
+def direct_route():
+    """True where convkit.conv2d may record its graph with EagerConv2d instead
+    of the op's autograd layer: in eager mode (compiled graphs trace the op)."""
+    return not torch.compiler.is_compiling()
+
+
+class EagerConv2d(torch.autograd.Function):
+    """conv2d's graph recorded by a plain autograd Function, for eager calls with
+    normalised arguments: about 10 us a call where the op's Python autograd
+    layer costs 30 (its fill_defaults rebuilds the schema's argument list once
+    per argument). The forward(ctx, ...) form on purpose: Function.apply binds
+    a setup_context-style forward's signature with inspect on every call."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(input, weight)
+        ctx.hyper = (stride, padding, dilation, groups)
+        ctx.has_bias = bias is not None
+        with torch._C._AutoDispatchBelowAutograd():  # the graph is this Function's
+            return ops.conv2d.default(input, weight, bias, stride, padding, dilation, groups)
+
+    backward = staticmethod(_conv2d_backward)

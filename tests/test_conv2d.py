@@ -137,6 +137,29 @@ def test_conv2d_function(device):
     assert torch.autograd.gradcheck(lambda *t: convkit.Conv2dFunction.apply(*t, None, 1, 0, 1, 1), (x, w_full))
 
 
+def test_eager_route_matches_the_op_and_stays_visible(device):
+    # In eager mode convkit.conv2d records its graph with its own autograd
+    # Function instead of the op's autograd layer: same values and gradients
+    # as the op called directly, and dispatch modes and the profiler still see
+    # the op.
+    x = torch.randn(2, 4, 7, 6, dtype=torch.float64, device=device, requires_grad=True)
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, device=device, requires_grad=True)
+    go = torch.randn(2, 6, 4, 6, dtype=torch.float64, device=device)
+    hyper = ([2, 1], [1, 2], [1, 2], 2)
+    y = convkit.conv2d(x, w, b, *hyper)
+    y_op = torch.ops.convkit.conv2d(x, w, b, *hyper)
+    assert type(y.grad_fn) is not type(y_op.grad_fn)
+    torch.testing.assert_close(y, y_op)
+    with BackwardMasks() as recorder:
+        grads = torch.autograd.grad(y, (x, w, b), go)
+    assert recorder.masks == [[True, True, True]]
+    torch.testing.assert_close(grads, torch.autograd.grad(y_op, (x, w, b), go))
+    with torch.autograd.profiler.profile() as prof:
+        convkit.conv2d(x, w, b, *hyper).backward(go)
+    assert {"convkit::conv2d", "convkit::conv2d_backward"} <= {event.name for event in prof.function_events}
+
+
 class BackwardMasks(TorchDispatchMode):
     """Records the output_mask of every convkit::conv2d_backward call."""
 
