@@ -232,11 +232,11 @@ struct WideGrid {
   const T* bias;  // groups * round_up(Kout, NR) values, or null
 };
 
-// Reduction channels per block: a block's packed weights fit in L1 and are
-// reused by every tile of a band. Blocks are even.
+// Reduction channels per block: a block's packed weights (wide_block_bytes a
+// tile) stay in cache for every tile of a band. Blocks are even.
 template <typename T>
 int64_t wide_channel_block(int64_t Cred, int64_t ntaps) {
-  const int64_t fit = std::max<int64_t>(8, 16384 / (int64_t(sizeof(T)) * kern<T>().nr * std::max<int64_t>(1, ntaps)));
+  const int64_t fit = std::max<int64_t>(8, kern<T>().wide_block_bytes / (int64_t(sizeof(T)) * kern<T>().nr * std::max<int64_t>(1, ntaps)));
   return ceil_div(Cred, ceil_div(Cred, fit));
 }
 

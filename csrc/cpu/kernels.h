@@ -288,6 +288,7 @@ struct KernelsT {
   int mr;     // pixels (or grad_weight items) per wide call
   int nr;     // lanes per wide tile (64 bytes)
   int tiles;  // wide tiles one call may cover
+  int wide_block_bytes;  // packed weights of one tile per reduction block (channels per wide call)
   // Whether wide_tile stores planar outputs (out_lane > 1) of full calls
   // whose pixels are one contiguous run by register transposes (else lane by lane).
   bool wide_planar_stores;

@@ -4,7 +4,9 @@
 // extensions make the same source compile to AVX-512, AVX2+FMA or SSE2 pairs.
 // CONVKIT_WIDE_VEC_BYTES (default 32) is the vector width of the wide
 // kernels, CONVKIT_WIDE_MR (default 6) their pixels (or items) per call and
-// CONVKIT_WIDE_TILES (default 1) the output-channel tiles a call may cover;
+// CONVKIT_WIDE_TILES (default 1) the output-channel tiles a call may cover,
+// CONVKIT_WIDE_BLOCK_BYTES (default 16 KB, L1-sized) the packed weights of one
+// tile and reduction block;
 // CONVKIT_VEC_REGS (default 16) is the number of vector registers;
 // the batch-lane kernels use it too (a vector is a block of images); the
 // plane kernels always use 32-byte vectors (their rows are narrow).
@@ -24,6 +26,9 @@
 #endif
 #ifndef CONVKIT_WIDE_TILES
 #define CONVKIT_WIDE_TILES 1
+#endif
+#ifndef CONVKIT_WIDE_BLOCK_BYTES
+#define CONVKIT_WIDE_BLOCK_BYTES 16384
 #endif
 #ifndef CONVKIT_VEC_REGS
 #define CONVKIT_VEC_REGS 16
@@ -1537,6 +1542,7 @@ KernelsT<T> make_kernels() {
   k.mr = kMR;
   k.nr = Wide<T>::NR;
   k.tiles = kTiles;
+  k.wide_block_bytes = CONVKIT_WIDE_BLOCK_BYTES;
   k.wide_planar_stores = wide_planar_stores<T>();
   k.wide_tile = &wide_tile<T>;
   k.wide_wgrad = &wide_wgrad<T>;
