@@ -7,6 +7,7 @@ is written with conv2d and conv2d_backward again, so gradients of any order
 import torch
 
 from ._args import pair
+from ._ops import extension
 
 ops = torch.ops.convkit
 
@@ -16,6 +17,15 @@ def _wanted(grad):
 
 
 # conv2d ---------------------------------------------------------------------
+
+def direct_route(*tensors):
+    """True where conv2d and its backward may call convkit._C's direct entries
+    (unboxed, below the autograd layer when no graph is recorded) instead of
+    the boxed op and, for convkit.conv2d, record the graph with EagerConv2d
+    (conv2d_eager): in eager mode (compiled graphs trace the op) and for
+    tensors without __torch_function__ overrides (those see the op)."""
+    return not torch.compiler.is_compiling() and not torch._C._has_torch_function(tensors)
+
 
 def _conv2d_setup_context(ctx, inputs, output):
     input, weight, bias, stride, padding, dilation, groups = inputs
@@ -38,8 +48,11 @@ def _below_autograd(op, *args):
 def _conv2d_backward(ctx, grad_output):
     input, weight = ctx.saved_tensors
     mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
-    grad_input, grad_weight, grad_bias = _below_autograd(ops.conv2d_backward.default, grad_output, input, weight, *ctx.hyper,
-                                                         mask)
+    if direct_route(grad_output, input, weight):
+        grad_input, grad_weight, grad_bias = extension.conv2d_backward(grad_output, input, weight, *ctx.hyper, mask)
+    else:
+        grad_input, grad_weight, grad_bias = _below_autograd(ops.conv2d_backward, grad_output, input, weight,
+                                                             *ctx.hyper, mask)
     return (grad_input if mask[0] else None, grad_weight if mask[1] else None, grad_bias if mask[2] else None,
             None, None, None, None)
 
@@ -184,25 +197,29 @@ class Conv2dFunction(torch.autograd.Function):
         return _conv2d_backward(ctx, grad_output)
 
 
-def direct_route():
-    """True where convkit.conv2d may record its graph with EagerConv2d instead
-    of the op's autograd layer: in eager mode (compiled graphs trace the op)."""
-    return not torch.compiler.is_compiling()
-
-
 class EagerConv2d(torch.autograd.Function):
-    """conv2d's graph recorded by a plain autograd Function, for eager calls with
-    normalised arguments: about 10 us a call where the op's Python autograd
-    layer costs 30 (its fill_defaults rebuilds the schema's argument list once
-    per argument). The forward(ctx, ...) form on purpose: Function.apply binds
-    a setup_context-style forward's signature with inspect on every call."""
+    """conv2d's graph recorded by a plain autograd Function around the op's
+    direct entry (convkit._C.conv2d: unboxed, below the autograd layer, as grad
+    mode is off inside forward), for eager calls with normalised arguments:
+    about 10 us a call where the op's Python autograd layer costs 30 (its
+    fill_defaults rebuilds the schema's argument list once per argument). The
+    forward(ctx, ...) form on purpose: Function.apply binds a
+    setup_context-style forward's signature with inspect on every call."""
 
     @staticmethod
     def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
         ctx.save_for_backward(input, weight)
         ctx.hyper = (stride, padding, dilation, groups)
         ctx.has_bias = bias is not None
-        with torch._C._AutoDispatchBelowAutograd():  # the graph is this Function's
-            return ops.conv2d.default(input, weight, bias, stride, padding, dilation, groups)
+        return extension.conv2d(input, weight, bias, stride, padding, dilation, groups)
 
     backward = staticmethod(_conv2d_backward)
+
+
+def conv2d_eager(input, weight, bias, stride, padding, dilation, groups):
+    """The op on direct_route's tensors: through EagerConv2d where a graph is
+    recorded, else straight to the direct entry."""
+    if torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad or
+                                    (bias is not None and bias.requires_grad)):
+        return EagerConv2d.apply(input, weight, bias, stride, padding, dilation, groups)
+    return extension.conv2d(input, weight, bias, stride, padding, dilation, groups)

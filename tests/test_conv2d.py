@@ -158,6 +158,41 @@ def test_eager_route_matches_the_op_and_stays_visible(device):
     with torch.autograd.profiler.profile() as prof:
         convkit.conv2d(x, w, b, *hyper).backward(go)
     assert {"convkit::conv2d", "convkit::conv2d_backward"} <= {event.name for event in prof.function_events}
+    # Calls without a graph go straight to the op's direct entry; a dispatch
+    # mode still sees the op.
+    with torch.no_grad(), SeenOps() as seen:
+        y_plain = convkit.conv2d(x, w, b, *hyper)
+    assert seen.ops == [torch.ops.convkit.conv2d.default] and y_plain.grad_fn is None
+    torch.testing.assert_close(y_plain, y_op.detach())
+
+
+class SeenOps(TorchDispatchMode):
+    """Records every op that reaches the Python dispatch key."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+def test_tensor_subclasses_see_the_op():
+    # Tensors with __torch_function__ overrides take the op's boxed call, which honours them.
+    class Logged(torch.Tensor):
+        calls = []
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            cls.calls.append(func)
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64).as_subclass(Logged)
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64)
+    y = convkit.conv2d(x, w)
+    assert torch.ops.convkit.conv2d.default in Logged.calls or torch.ops.convkit.conv2d in Logged.calls
+    torch.testing.assert_close(y.as_subclass(torch.Tensor), F.conv2d(x.as_subclass(torch.Tensor), w))
 
 
 class BackwardMasks(TorchDispatchMode):
