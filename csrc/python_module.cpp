@@ -69,8 +69,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "convkit's compiled operators (torch.ops.convkit) and direct entries for small calls";
-  m.def("corr2d", &convkit::corr2d, "convkit::corr2d through the dispatcher, below autograd when no graph is recorded");
-  m.def("conv2d", &convkit::conv2d, "convkit::conv2d through the dispatcher, below autograd when no graph is recorded");
-  m.def("conv2d_backward", &convkit::conv2d_backward,
+  // Like torch's own op calls, these run without the GIL (Python kernels and
+  // dispatch modes reached through the dispatcher take it back themselves).
+  const auto no_gil = pybind11::call_guard<pybind11::gil_scoped_release>();
+  m.def("corr2d", &convkit::corr2d, no_gil,
+        "convkit::corr2d through the dispatcher, below autograd when no graph is recorded");
+  m.def("conv2d", &convkit::conv2d, no_gil,
+        "convkit::conv2d through the dispatcher, below autograd when no graph is recorded");
+  m.def("conv2d_backward", &convkit::conv2d_backward, no_gil,
         "convkit::conv2d_backward through the dispatcher, below autograd when no graph is recorded");
 }

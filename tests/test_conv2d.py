@@ -1,4 +1,7 @@
 """conv2d forward and gradients against F.conv2d and the naive loop."""
+import threading
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -164,6 +167,28 @@ def test_eager_route_matches_the_op_and_stays_visible(device):
         y_plain = convkit.conv2d(x, w, b, *hyper)
     assert seen.ops == [torch.ops.convkit.conv2d.default] and y_plain.grad_fn is None
     torch.testing.assert_close(y_plain, y_op.detach())
+
+
+def test_direct_entries_release_the_gil():
+    # Another Python thread runs while a layer's kernels do (as with torch's own ops).
+    x, w = torch.randn(8, 64, 56, 56), torch.randn(64, 64, 3, 3)
+    done, ticks = threading.Event(), [0]
+
+    def count():
+        while not done.is_set():
+            ticks[0] += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        time.sleep(0.01)
+        before = ticks[0]
+        convkit.conv2d(x, w, padding=1)
+        during = ticks[0] - before
+    finally:
+        done.set()
+        counter.join()
+    assert during > 1000
 
 
 class SeenOps(TorchDispatchMode):
