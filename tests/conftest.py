@@ -3,6 +3,7 @@ import os
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import convkit  # noqa: F401  (loads the ops)
 
@@ -56,3 +57,15 @@ def assert_same_format(actual, expected):
 
 def tolerance(dtype):
     return {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}
+
+
+class SeenOps(TorchDispatchMode):
+    """Records every op that reaches the Python dispatch key (direct entries must not hide the ops)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func)
+        return func(*args, **(kwargs or {}))

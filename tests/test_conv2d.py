@@ -11,7 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import convkit
 from convkit import reference
-from conftest import DEVICES, assert_same_format, tolerance
+from conftest import DEVICES, SeenOps, assert_same_format, tolerance
 
 LAYOUTS = ["contiguous", "channels_last", "transposed", "sliced"]
 
@@ -189,18 +189,6 @@ def test_direct_entries_release_the_gil():
         done.set()
         counter.join()
     assert during > 1000
-
-
-class SeenOps(TorchDispatchMode):
-    """Records every op that reaches the Python dispatch key."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(func)
-        return func(*args, **(kwargs or {}))
 
 
 def test_tensor_subclasses_see_the_op():

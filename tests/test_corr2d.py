@@ -4,6 +4,7 @@ import torch
 
 import convkit
 from convkit import reference
+from conftest import SeenOps
 
 
 def test_textbook_example(device):
@@ -58,19 +59,8 @@ def test_kernel_as_large_as_input(device):
 def test_plain_calls_stay_visible(device):
     # Calls without autograd take a short path to the kernel; dispatch modes
     # and the profiler must still see the op.
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Seen(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops.append(func)
-            return func(*args, **(kwargs or {}))
-
     X, K = torch.randn(6, 5, device=device), torch.randn(2, 3, device=device)
-    with Seen() as seen:
+    with SeenOps() as seen:
         Y = convkit.corr2d(X, K)
     assert torch.ops.convkit.corr2d.default in seen.ops
     torch.testing.assert_close(Y, reference.corr2d(X, K))
