@@ -94,6 +94,12 @@ FIXED = [
     dict(N=2, C=130, K=20, H=9, W=8, R=1, S=1, stride=(2, 3), padding=(0, 0), dilation=(1, 1), groups=1),
     dict(N=2, C=128, K=36, H=11, W=13, R=1, S=1, stride=(3, 2), padding=(0, 0), dilation=(1, 1), groups=1),
     dict(N=1, C=136, K=16, H=28, W=27, R=1, S=1, stride=(2, 2), padding=(0, 0), dilation=(1, 1), groups=1),
+    # 1 x 1 on planar input, copied a band at a time into pixel groups: several bands
+    # of rows (the last shorter, partial groups at row ends), groups, channel blocks;
+    # 7 x 7 planes, whose pixel runs cross images.
+    dict(N=2, C=70, K=34, H=23, W=30, R=1, S=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=2),
+    dict(N=2, C=600, K=20, H=9, W=13, R=1, S=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(N=3, C=48, K=40, H=7, W=7, R=1, S=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
     dict(N=2, C=16, K=16, H=12, W=12, R=3, S=3, stride=(1, 1), padding=(2, 2), dilation=(2, 2), groups=1),
     dict(N=2, C=16, K=16, H=10, W=10, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=16),
     dict(N=2, C=16, K=16, H=11, W=11, R=3, S=3, stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=16),
