@@ -434,7 +434,7 @@ void run_wide(const WideGrid<T>& grid, const WeightView<T>& view) {
     WorkBuffer<T> acc(nblk > 1 || planar ? runs.max_pixels() * kt.tiles * NR : 0);
     Scratch<T> unit_w(weights_outer ? kt.tiles * tile_size : 0), lanes_last(weights_outer ? Cred * view.rs * NR : 0);
     int64_t unit_gk = -1;  // the tiles in unit_w
-    // Planar input runs are interleaved once for all the tiles of a run.
+    // Planar 1x1 input: a run's copy serves all its tiles (tiles fastest).
     std::optional<InterleavedRun<T>> inter;
     if (interleave) inter.emplace(kt.mr, Cred, runs.max_pixels());
     int64_t inter_key = -1;  // the (run, group) in inter
@@ -461,12 +461,14 @@ void run_wide(const WideGrid<T>& grid, const WeightView<T>& view) {
         unit_gk = gk;
         const T* in = grid.in + run.in + g * Cred * grid.in_chan;
         int64_t in_chan = grid.in_chan;
-        if (inter) {  // tiles fastest: a run's copy serves all its tiles
+        if (inter) {
           const int64_t r = u / GK, key = r * G + g;
-          const bool next = !runs.flat && r + 1 < runs.count && runs[r + 1].npix == run.npix;  // same offsets
-          const int64_t shift = grid.taps[0] + g * Cred * grid.in_chan;
-          if (key != inter_key) inter->fill(in + grid.taps[0], in_chan, run.pix_in, run.npix, next ? grid.in + runs[r + 1].in + shift : nullptr);
-          inter_key = key;
+          if (key != inter_key) {  // the next run is prefetched where it has the same offsets
+            const bool next = !runs.flat && r + 1 < runs.count && runs[r + 1].npix == run.npix;
+            const int64_t shift = grid.taps[0] + g * Cred * grid.in_chan;
+            inter->fill(in + grid.taps[0], in_chan, run.pix_in, run.npix, next ? grid.in + runs[r + 1].in + shift : nullptr);
+            inter_key = key;
+          }
           in = inter->buf.data();
           in_chan = kt.mr;
           a.pix_in = inter->pix.data();
