@@ -102,6 +102,13 @@ FIXED = [
     dict(N=3, C=48, K=40, H=7, W=7, R=1, S=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
     dict(N=2, C=16, K=16, H=12, W=12, R=3, S=3, stride=(1, 1), padding=(2, 2), dilation=(2, 2), groups=1),
     dict(N=2, C=16, K=16, H=10, W=10, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=16),
+    # Wide tiles on planar input read through its zero border, a band of rows at a
+    # time: bands whose rows reach past the top and bottom, a shorter last band,
+    # groups, unequal padding, stride and dilation along either axis, odd widths.
+    # (Their grad_input with a column stride: column phases interleaved at the end.)
+    dict(N=2, C=32, K=40, H=30, W=26, R=3, S=5, stride=(2, 1), padding=(2, 1), dilation=(1, 2), groups=2),
+    dict(N=2, C=24, K=20, H=17, W=29, R=3, S=3, stride=(1, 2), padding=(0, 2), dilation=(2, 1), groups=1),
+    dict(N=2, C=20, K=24, H=19, W=31, R=4, S=4, stride=(3, 3), padding=(1, 2), dilation=(1, 1), groups=1),
     dict(N=2, C=16, K=16, H=11, W=11, R=3, S=3, stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=16),
     # Depthwise with images enough that grad_input runs inside grad_weight's pass.
     dict(N=6, C=32, K=32, H=28, W=27, R=3, S=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=32),
