@@ -573,9 +573,19 @@ void forward_wide(const at::Tensor& input, const at::Tensor& weight, const at::T
                   at::Tensor& y) {
   const int64_t NR = kern<T>().nr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
   // Planar input with padding: run_wide reads it through its border (see
-  // PaddedSource); other inputs are read as they are, or copied with the border.
-  const bool through_border = input.is_contiguous() && RS > 1 && (s.pad_h > 0 || s.pad_w > 0);
-  const at::Tensor xb = through_border ? at::Tensor() : padded_input<T>(input, s.pad_h, s.pad_w);
+  // PaddedSource), unless the weights outweigh it: run_wide then takes the
+  // output tiles outermost and reads the whole input once per pair of tiles,
+  // which a channels-last copy serves better (each pixel's channels one
+  // stretch; 8 x 256 -> 512 3x3 stride 2 at 14 x 14, 2-vCPU Xeon: forward
+  // 1.09 -> 0.99 of torch's time). Other inputs are read as they are, or
+  // copied with the border.
+  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w;
+  const bool planar = input.is_contiguous() && RS > 1;
+  const bool heavy = round_up(Kg, NR) * G * Cg * RS > s.N * s.C * Hp * Wp;
+  const bool through_border = planar && !heavy && (s.pad_h > 0 || s.pad_w > 0);
+  const at::Tensor xb = through_border ? at::Tensor()
+                        : planar && heavy ? channels_last_padded<T>(input, 1, s.C, s.pad_h, s.pad_w, Hp, Wp).permute({0, 3, 1, 2})
+                                          : padded_input<T>(input, s.pad_h, s.pad_w);
   const int64_t xh = through_border ? 0 : xb.stride(2), xw = through_border ? 0 : xb.stride(3);
   const at::Tensor wc = weight.contiguous();
   WeightView<T> view{wc.const_data_ptr<T>(), Kg * Cg * RS, Cg * RS, RS, RS, {}};
