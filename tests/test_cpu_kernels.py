@@ -227,15 +227,17 @@ def test_winograd_agrees_with_direct_kernels(layout, size, monkeypatch):
         torch.testing.assert_close(a, d, rtol=1e-12, atol=1e-12)
 
 
-def test_packed_weights_never_go_stale(monkeypatch):
+@pytest.mark.parametrize("channels", [(32, 33), (176, 180)])  # the second: 2.3 MB of weights, compared in parts
+def test_packed_weights_never_go_stale(channels, monkeypatch):
     """Packed weights are cached across calls; every way of changing the
     weights in place (an in-place op, a write through .data, one element)
     must reach the next call, in the forward and in grad_input."""
     monkeypatch.setenv("CONVKIT_WINOGRAD", "1")
+    C, K = channels
     gen = torch.Generator().manual_seed(5)
-    x = torch.randn(2, 32, 9, 8, generator=gen, dtype=torch.float64)
-    go = torch.randn(2, 33, 9, 8, generator=gen, dtype=torch.float64)
-    w = torch.randn(33, 32, 3, 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(2, C, 9, 8, generator=gen, dtype=torch.float64)
+    go = torch.randn(2, K, 9, 8, generator=gen, dtype=torch.float64)
+    w = torch.randn(K, C, 3, 3, generator=gen, dtype=torch.float64)
     hyper = ([1, 1], [1, 1], [1, 1], 1)
 
     def check():
@@ -249,6 +251,8 @@ def test_packed_weights_never_go_stale(monkeypatch):
     w.mul_(-0.5)
     check()
     w.data[3, 7, 1, 2] += 1.0
+    check()
+    w.data[-1, -1, -1, -1] += 1.0  # the last part of a large block
     check()
     w.data.copy_(torch.randn(w.shape, generator=gen, dtype=torch.float64))
     check()
