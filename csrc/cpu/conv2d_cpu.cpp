@@ -44,6 +44,7 @@
 #include "buffers.h"
 #include "common.h"
 #include "kernels.h"
+#include "measured_choice.h"
 #include "winograd.h"
 
 namespace convkit {
@@ -1461,11 +1462,24 @@ void backward_bias(const at::Tensor& gy_any, const ConvShape& s, at::Tensor& gb,
 // ---------------------------------------------------------------------------
 // Ops
 
+// call() under the measured Winograd choice for this shape, when measuring
+// is on (measured_choice.h) and Winograd could run; `key` holds what besides
+// the shape tells calls apart (op, dtype, layouts, gradients asked for).
+template <typename F>
+auto run_measured(const ConvShape& s, std::vector<int64_t> key, const F& call) -> decltype(call()) {
+  if (!measuring_enabled() || !winograd_applies(s)) return call();
+  key.insert(key.end(), {s.N, s.C, s.H, s.W, s.K, s.R, s.S, s.groups, s.stride_h, s.stride_w, s.pad_h, s.pad_w,
+                         s.dil_h, s.dil_w, int64_t(at::get_num_threads())});
+  const ScopedWinogradChoice choice(fastest_choice(key, [&] { call(); }));
+  return call();
+}
+
 at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const ConvShape s = check_conv2d("convkit::conv2d", input, weight, bias, stride, padding, dilation, groups);
   const at::MemoryFormat format = output_memory_format(input, weight);
-  return forward(input, weight, bias, s, format).contiguous(format);
+  const std::vector<int64_t> key{0, int64_t(input.scalar_type()), int64_t(format), bias.has_value() && bias->defined()};
+  return run_measured(s, key, [&] { return forward(input, weight, bias, s, format).contiguous(format); });
 }
 
 // One plane (the conv layer's plane path runs a plane per task as well), on
@@ -1510,11 +1524,9 @@ at::Tensor corr2d(const at::Tensor& x_any, const at::Tensor& k_any) {
   return y;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                                              const at::Tensor& weight, at::IntArrayRef stride,
-                                                              at::IntArrayRef padding, at::IntArrayRef dilation,
-                                                              int64_t groups, std::array<bool, 3> output_mask) {
-  const ConvShape s = check_conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                                       const at::Tensor& weight, const ConvShape& s,
+                                                       std::array<bool, 3> output_mask) {
   // Gradients nobody asked for come back as empty tensors and cost nothing.
   at::Tensor grad_input = empty_pooled({0}, input.options());
   at::Tensor grad_weight = empty_pooled({0}, input.options());
@@ -1606,6 +1618,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor&
   return {grad_input, grad_weight, grad_bias};
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                                              const at::Tensor& weight, at::IntArrayRef stride,
+                                                              at::IntArrayRef padding, at::IntArrayRef dilation,
+                                                              int64_t groups, std::array<bool, 3> output_mask) {
+  const ConvShape s = check_conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups);
+  const std::vector<int64_t> key{1,
+                                 int64_t(input.scalar_type()),
+                                 int64_t(grad_output.suggest_memory_format()),
+                                 int64_t(input.suggest_memory_format()),
+                                 int64_t(weight.suggest_memory_format()),
+                                 output_mask[0] + 2 * output_mask[1] + 4 * output_mask[2]};
+  return run_measured(s, key, [&] { return backward(grad_output, input, weight, s, output_mask); });
+}
+
 std::string cpu_isa() { return kernels().name; }
 
 // The machine's float multiply-add ceiling now, in GFLOP/s over all threads
@@ -1631,6 +1657,10 @@ TORCH_LIBRARY_FRAGMENT(convkit, m) {
   m.def("_cpu_isa() -> str", &cpu_isa);
   // The FMA ceiling of the machine now, GFLOP/s on all threads (speed reports).
   m.def("_cpu_fma_peak(int rounds=10000000) -> float", &cpu_fma_peak);
+  // Measured kernel choice (measured_choice.h): on or off, returning the
+  // previous setting; and how many shapes have been measured (tests).
+  m.def("_set_cpu_benchmark(bool enabled) -> bool", &set_measuring);
+  m.def("_cpu_benchmark_shapes() -> int", &measured_shapes);
 }
 
 TORCH_LIBRARY_IMPL(convkit, CPU, m) {

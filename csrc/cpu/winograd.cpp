@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "measured_choice.h"
 #include "packed_cache.h"
 
 namespace convkit {
@@ -435,13 +436,18 @@ void for_each_group(const ConvShape& s, const F& f) {
 
 }  // namespace
 
+bool winograd_applies(const ConvShape& s) {
+  const auto size_fits = [](int64_t k) { return k == 3 || k == 5; };
+  return size_fits(s.R) && size_fits(s.S) && s.stride_h == 1 && s.stride_w == 1 && s.pad_h <= (s.R - 1) * s.dil_h &&
+         s.pad_w <= (s.S - 1) * s.dil_w;
+}
+
 bool winograd_suits(const ConvShape& s, WinogradPass pass) {
   const char* env = std::getenv("CONVKIT_WINOGRAD");  // read per call: cheap, and A/B runs toggle it
-  const auto size_fits = [](int64_t k) { return k == 3 || k == 5; };
-  if ((env && std::strcmp(env, "0") == 0) || !size_fits(s.R) || !size_fits(s.S) ||
-      s.stride_h != 1 || s.stride_w != 1 || s.pad_h > (s.R - 1) * s.dil_h || s.pad_w > (s.S - 1) * s.dil_w)
+  if ((env && std::strcmp(env, "0") == 0) || winograd_choice() == WinogradChoice::kNever || !winograd_applies(s))
     return false;
   if (env && std::strcmp(env, "1") == 0) return true;  // wherever it applies (tests cover every shape with it)
+  if (winograd_choice() != WinogradChoice::kRules) return winograd_choice() == WinogradChoice::kWherever;
   // Grouped layers: a pass per group, judged as that group's layer (2-core Zen 5,
   // batch 8, forward: 4 x 32 channels at 28x28 1.15 -> 0.80 ms, 8 x 32 2.74 -> 2.26 ms,
   // 2 x 64 at 56x56 9.1 -> 6.4 ms; forward + backward 0.7-0.77x).

@@ -11,13 +11,17 @@ namespace cpu {
 
 enum class WinogradPass { forward, grad_input, grad_weight };
 
+// Whether the layer's geometry is one the Winograd path computes: 3x3 or 5x5
+// filters, stride 1, padding <= the dilated kernel's reach.
+bool winograd_applies(const ConvShape& s);
+
 // Whether the Winograd path is the faster one for this pass of the layer
 // (3x3 or 5x5, stride 1, padding <= kernel - 1, and sizes where it beat the
 // direct kernels, judged per group for grouped layers; the passes below also
 // take dilated layers, as one undilated pass over a batch of output phases).
 // Callers also require finite values: the transforms subtract neighbours, so
 // an Inf would turn into NaN where the direct sum keeps it. CONVKIT_WINOGRAD=0 turns the path off, =1 takes it
-// wherever the geometry allows.
+// wherever the geometry allows; so does a measured choice (measured_choice.h) in force.
 bool winograd_suits(const ConvShape& s, WinogradPass pass);
 
 // y = input * weight (+ bias); y is (N, K, P, Q), allocated by the caller in any layout.
