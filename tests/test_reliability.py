@@ -406,3 +406,33 @@ def test_float32_results_as_accurate_as_torch(device):
         # a serial float32 sum of n terms drifts by up to ~n * 6e-8; torch's kernels vary between
         # pairwise and serial sums, so allow a few times its error
         assert error(ours) <= max(4 * error(theirs), 1e-4), f"{name}: {error(ours):.2e} vs torch {error(theirs):.2e}"
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_inf_written_into_cached_winograd_weights(monkeypatch, dilation):
+    """Winograd learns the weights' finiteness with its cached filters: an Inf
+    written through .data after a cached call, and taken out again, must
+    reach the forward and grad_input as in torch."""
+    monkeypatch.setenv("CONVKIT_WINOGRAD", "1")
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 8, 10, 9, generator=g, dtype=torch.float64)
+    w = torch.randn(6, 8, 3, 3, generator=g, dtype=torch.float64)
+    go = torch.randn(2, 6, 10, 9, generator=g, dtype=torch.float64)
+    hyper = ([1, 1], [dilation, dilation], [dilation, dilation], 1)
+
+    def check():
+        assert_same_specials(torch.ops.convkit.conv2d(x, w, None, *hyper),
+                             F.conv2d(x, w, padding=dilation, dilation=dilation))
+        ours = torch.ops.convkit.conv2d_backward(go, x, w, *hyper, [True, False, False])[0]
+        theirs = torch.ops.aten.convolution_backward(go, x, w, None, *hyper[:3], False, [0, 0], 1,
+                                                     [True, False, False])[0]
+        assert_same_specials(ours, theirs)
+
+    check()
+    check()  # served from the cache
+    saved = w[2, 5, 1, 0].item()
+    w.data[2, 5, 1, 0] = float("inf")
+    check()
+    check()  # the non-finite weights' entry
+    w.data[2, 5, 1, 0] = saved
+    check()

@@ -100,10 +100,8 @@ inline bool wide_vectors_wider() {
 // holding Inf or NaN has a non-finite sum; finite values whose sum overflows
 // only send the caller to its exact (slower) path.
 template <typename T>
-bool all_finite(const at::Tensor& values) {
-  const at::Tensor dense = values.is_non_overlapping_and_dense() ? values : values.contiguous();
-  const T* p = dense.const_data_ptr<T>();
-  const int64_t n = dense.numel(), block = 1 << 14;
+bool all_finite(const T* p, int64_t n) {
+  const int64_t block = 1 << 14;
   std::atomic<bool> finite{true};
   at::parallel_for(0, ceil_div(n, block), grain_for(block), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end && finite.load(std::memory_order_relaxed); ++b) {
@@ -112,6 +110,12 @@ bool all_finite(const at::Tensor& values) {
     }
   });
   return finite;
+}
+
+template <typename T>
+bool all_finite(const at::Tensor& values) {
+  const at::Tensor dense = values.is_non_overlapping_and_dense() ? values : values.contiguous();
+  return all_finite(dense.const_data_ptr<T>(), dense.numel());
 }
 
 // A weight tensor seen as (group, output k, reduction channel c, tap t):

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 namespace convkit {
@@ -18,8 +19,8 @@ namespace {
 struct Entry {
   std::vector<int64_t> key;
   at::Tensor source;  // bytes: the weights the packing came from (pooled, so a miss costs no page faults)
-  at::Tensor packed;
-  size_t cost() const { return source.nbytes() + packed.nbytes(); }
+  Packing packing;
+  size_t cost() const { return source.nbytes() + packing.packed.nbytes(); }
 };
 
 // memcmp(a, b, n) == 0, parts of a large block compared by threads of their
@@ -46,19 +47,19 @@ size_t cache_limit() {
 
 class PackedCache {
  public:
-  at::Tensor find(const void* weights, size_t bytes, const std::vector<int64_t>& key) {
+  std::optional<Packing> find(const void* weights, size_t bytes, const std::vector<int64_t>& key) {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto it = entries_.begin(); it != entries_.end(); ++it)
       if (it->key == key && it->source.nbytes() == bytes && same_bytes(it->source.const_data_ptr(), weights, bytes)) {
         entries_.splice(entries_.begin(), entries_, it);  // most recently used first
-        return it->packed;
+        return it->packing;
       }
-    return at::Tensor();
+    return std::nullopt;
   }
 
-  void add(const void* weights, size_t bytes, std::vector<int64_t> key, const at::Tensor& packed) {
-    if (bytes + packed.nbytes() > limit_) return;
-    Entry entry{std::move(key), empty_pooled({int64_t(bytes)}, at::TensorOptions().dtype(at::kByte)), packed};
+  void add(const void* weights, size_t bytes, std::vector<int64_t> key, const Packing& packing) {
+    if (bytes + packing.packed.nbytes() > limit_) return;
+    Entry entry{std::move(key), empty_pooled({int64_t(bytes)}, at::TensorOptions().dtype(at::kByte)), packing};
     std::memcpy(entry.source.mutable_data_ptr(), weights, bytes);
     std::lock_guard<std::mutex> lock(mutex_);
     used_ += entry.cost();
@@ -86,15 +87,14 @@ PackedCache& cache() {
 
 }  // namespace
 
-at::Tensor cached_packing(const void* weights, size_t bytes, std::vector<int64_t> key,
-                          const std::function<at::Tensor()>& pack) {
+Packing cached_packing(const void* weights, size_t bytes, std::vector<int64_t> key,
+                       const std::function<Packing()>& pack) {
   PackedCache& c = cache();
   if (!c.enabled()) return pack();
-  at::Tensor hit = c.find(weights, bytes, key);
-  if (hit.defined()) return hit;
-  at::Tensor packed = pack();
-  c.add(weights, bytes, std::move(key), packed);
-  return packed;
+  if (std::optional<Packing> hit = c.find(weights, bytes, key)) return *hit;
+  Packing packing = pack();
+  c.add(weights, bytes, std::move(key), packing);
+  return packing;
 }
 
 }  // namespace cpu

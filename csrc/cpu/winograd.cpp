@@ -101,24 +101,30 @@ void transform_patches(const T* x, const TileInput& in, int64_t C, const Blocks&
 
 // y (N, Kout, P, Q), any strides, = correlation of src (N, Cred, H, W) with
 // `top` zero rows above and `left` zero columns before it (and zeros after),
-// with the R x S weights seen through w (lanes: outputs), + bias.
+// with the R x S weights seen through w (lanes: outputs), + bias. False,
+// with nothing written, when a weight is Inf or NaN.
 template <typename T>
-void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const WeightView<T>& w, const Blocks& blk,
+bool winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const WeightView<T>& w, const Blocks& blk,
                    int64_t Cred, int64_t Kout, const T* bias, at::Tensor& y) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t N = src.size(0), P = y.size(2), Q = y.size(3), Ctot = blk.count() * Cred, nxi = blk.xi();
+  const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), KT = ceil_div(KB, kt.tiles), LANES = kt.tiles * NR;
+  // The weights' finiteness comes with their transform: a hit skips scanning them.
+  std::vector<int64_t> key{'W', int64_t(src.scalar_type()), Kout, Cred, w.g_stride, w.k_stride, w.c_stride, w.rs, blk.R, blk.S, blk.k};
+  key.insert(key.end(), w.tap.begin(), w.tap.end());
+  const int64_t nweights = Kout * Cred * w.rs;
+  const Packing packing = cached_packing(w.src, sizeof(T) * nweights, std::move(key), [&] {
+    return Packing{transform_weights<T>(Kout, Cred, w, blk, src.options()), all_finite(w.src, nweights)};
+  });
+  if (!packing.finite) return false;
+  const at::Tensor& U = packing.packed;
+
   const int64_t Cv = conflict_free_stride<T>(Ctot);  // tile stride of the transformed patches
   const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2);
   // Tiles at the bottom and right edges may read past the padded input: the
   // buffer has zeros there.
   const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk);
   const T* x = in.buf.const_data_ptr<T>();
-
-  const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), KT = ceil_div(KB, kt.tiles), LANES = kt.tiles * NR;
-  std::vector<int64_t> key{'W', int64_t(src.scalar_type()), Kout, Cred, w.g_stride, w.k_stride, w.c_stride, w.rs, blk.R, blk.S, blk.k};
-  key.insert(key.end(), w.tap.begin(), w.tap.end());
-  const at::Tensor U = cached_packing(w.src, sizeof(T) * Kout * Cred * w.rs, std::move(key),
-                                      [&] { return transform_weights<T>(Kout, Cred, w, blk, src.options()); });
   std::vector<T> bpack(KB * NR, T(0));
   if (bias) std::copy(bias, bias + Kout, bpack.begin());
 
@@ -206,6 +212,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
         }
       }
   });
+  return true;
 }
 
 // The same with padding (ph, pw) and dilation (dh, dw). A dilated layer is
@@ -215,7 +222,7 @@ void winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
 // images for one pass, whose output is merged back. (One pass per phase on
 // strided views lost to the direct kernels; this wins 1.02-1.4x, 2-core Zen 3.)
 template <typename T>
-void winograd_dilated(const at::Tensor& input, int64_t ph, int64_t pw, int64_t dh, int64_t dw, const WeightView<T>& w,
+bool winograd_dilated(const at::Tensor& input, int64_t ph, int64_t pw, int64_t dh, int64_t dw, const WeightView<T>& w,
                       const Blocks& blk, int64_t C, int64_t K, const T* bias, at::Tensor& y) {
   if (dh == 1 && dw == 1) return winograd_pass<T>(input, ph, pw, w, blk, C, K, bias, y);
   const int64_t N = input.size(0), H = input.size(2), W = input.size(3), P = y.size(2), Q = y.size(3);
@@ -259,7 +266,7 @@ void winograd_dilated(const at::Tensor& input, int64_t ph, int64_t pw, int64_t d
       }
   });
   at::Tensor out = empty_pooled({phases * N, K, Pq, Qq}, input.options());
-  winograd_pass<T>(split, 0, 0, w, blk, C, K, bias, out);
+  if (!winograd_pass<T>(split, 0, 0, w, blk, C, K, bias, out)) return false;
   const bool planar = y.is_contiguous();
   at::Tensor dense = planar ? y : empty_pooled({N, K, P, Q}, y.options());
   const T* op = out.const_data_ptr<T>();
@@ -280,6 +287,7 @@ void winograd_dilated(const at::Tensor& input, int64_t ph, int64_t pw, int64_t d
       }
   });
   if (!planar) y.copy_(dense);
+  return true;
 }
 
 // grad_weight as the adjoint of the forward pass: per tile,
@@ -485,33 +493,37 @@ bool winograd_suits(const ConvShape& s, WinogradPass pass) {
   return s.C >= min_channels && s.K >= min_channels && filters_fit && tiles >= (wgrad ? 1024 : 32);
 }
 
-void winograd_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
+bool winograd_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                       at::Tensor& y) {
   const at::Tensor wc = weight.contiguous();
+  bool done = true;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_winograd_forward", [&] {
     const scalar_t* b = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
     for_each_group(s, [&](const ConvShape& sg, int64_t g) {
       at::Tensor yg = y.narrow(1, g * sg.K, sg.K);
-      winograd_dilated<scalar_t>(input.narrow(1, g * sg.C, sg.C), s.pad_h, s.pad_w, s.dil_h, s.dil_w,
-                                 weight_view<scalar_t>(wc.narrow(0, g * sg.K, sg.K), sg, false), pass_blocks(s.R, s.S),
-                                 sg.C, sg.K, b ? b + g * sg.K : nullptr, yg);
+      done = done && winograd_dilated<scalar_t>(input.narrow(1, g * sg.C, sg.C), s.pad_h, s.pad_w, s.dil_h, s.dil_w,
+                                                weight_view<scalar_t>(wc.narrow(0, g * sg.K, sg.K), sg, false),
+                                                pass_blocks(s.R, s.S), sg.C, sg.K, b ? b + g * sg.K : nullptr, yg);
     });
   });
+  return done;
 }
 
-void winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
+bool winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx) {
   const at::Tensor wc = weight.contiguous();
+  bool done = true;
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "convkit_winograd_backward_input", [&] {
     // The forward correlation of grad_output with the flipped, transposed
     // filters, padded so the output is the input's size.
     for_each_group(s, [&](const ConvShape& sg, int64_t g) {
       at::Tensor gxg = gx.narrow(1, g * sg.C, sg.C);
-      winograd_dilated<scalar_t>(gy.narrow(1, g * sg.K, sg.K), (s.R - 1) * s.dil_h - s.pad_h,
-                                 (s.S - 1) * s.dil_w - s.pad_w, s.dil_h, s.dil_w,
-                                 weight_view<scalar_t>(wc.narrow(0, g * sg.K, sg.K), sg, true), pass_blocks(s.R, s.S),
-                                 sg.K, sg.C, nullptr, gxg);
+      done = done && winograd_dilated<scalar_t>(gy.narrow(1, g * sg.K, sg.K), (s.R - 1) * s.dil_h - s.pad_h,
+                                                (s.S - 1) * s.dil_w - s.pad_w, s.dil_h, s.dil_w,
+                                                weight_view<scalar_t>(wc.narrow(0, g * sg.K, sg.K), sg, true),
+                                                pass_blocks(s.R, s.S), sg.K, sg.C, nullptr, gxg);
     });
   });
+  return done;
 }
 
 void winograd_backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
