@@ -409,10 +409,12 @@ def test_float32_results_as_accurate_as_torch(device):
 
 
 @pytest.mark.parametrize("dilation", [1, 2])
-def test_inf_written_into_cached_winograd_weights(monkeypatch, dilation):
-    """Winograd learns the weights' finiteness with its cached filters: an Inf
-    written through .data after a cached call, and taken out again, must
-    reach the forward and grad_input as in torch."""
+@pytest.mark.parametrize("where", ["weight", "input", "grad_output"])
+def test_inf_reaching_winograd_after_cached_calls(monkeypatch, dilation, where):
+    """Winograd checks its operands' finiteness itself (the weights with its
+    cached filters, the data in its copy): an Inf written in place after
+    finite calls, and taken out again, must reach the forward and grad_input
+    as in torch."""
     monkeypatch.setenv("CONVKIT_WINOGRAD", "1")
     g = torch.Generator().manual_seed(11)
     x = torch.randn(2, 8, 10, 9, generator=g, dtype=torch.float64)
@@ -428,11 +430,12 @@ def test_inf_written_into_cached_winograd_weights(monkeypatch, dilation):
                                                      [True, False, False])[0]
         assert_same_specials(ours, theirs)
 
+    target, index = {"weight": (w, (2, 5, 1, 0)), "input": (x, (1, 3, 4, 7)), "grad_output": (go, (0, 2, 9, 8))}[where]
     check()
     check()  # served from the cache
-    saved = w[2, 5, 1, 0].item()
-    w.data[2, 5, 1, 0] = float("inf")
+    saved = target[index].item()
+    target.data[index] = float("inf")
     check()
-    check()  # the non-finite weights' entry
-    w.data[2, 5, 1, 0] = saved
+    check()
+    target.data[index] = saved
     check()

@@ -892,10 +892,8 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std:
   if (y.numel() == 0) return y;
   const at::Tensor bias = bias_opt.has_value() && bias_opt->defined() ? bias_opt->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convkit_conv2d_cpu", [&] {
-    // (Winograd checks the weights' finiteness with its cached filters.)
-    if (winograd_suits(s, WinogradPass::forward) && all_finite<scalar_t>(input) &&
-        winograd_forward(input, weight, bias, s, y))
-      return;
+    // (Winograd checks its operands' finiteness itself, on the way.)
+    if (winograd_suits(s, WinogradPass::forward) && winograd_forward(input, weight, bias, s, y)) return;
     if (batch_lanes_suit(s, LanePass::forward)) {
       if (!y.is_contiguous()) y = empty_pooled({s.N, s.K, s.P, s.Q}, input.options());
       batch_lanes_forward(input, weight, bias, s, y);
@@ -1551,7 +1549,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
       batch_lanes_backward(grad_output, input, weight, s, gx, gw, gb);
     }
     const auto winograd_gx = [&] {
-      if (!winograd_suits(s, WinogradPass::grad_input) || !all_finite<scalar_t>(grad_output)) return false;
+      if (!winograd_suits(s, WinogradPass::grad_input)) return false;
       grad_input = empty_pooled(input.sizes(), input.options().memory_format(input.suggest_memory_format()));
       return winograd_backward_input(grad_output, weight, s, grad_input);
     };
@@ -1561,7 +1559,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
       } else if (empty_gy) {
         grad_input = zeros_pooled(input.sizes(), input.options());
       } else if (winograd_gx()) {
-        // done (Winograd checks the weights' finiteness with its cached filters)
+        // done (Winograd checks its operands' finiteness itself, on the way)
       } else if (!all_finite<scalar_t>(weight)) {
         backward_input_exact<scalar_t>(grad_output, weight, s, grad_input);
       } else if (use_wide<scalar_t>(s.C_per_group()) && reads_subsampled(s)) {

@@ -79,11 +79,13 @@ struct TileInput {
   int64_t in_col, in_row, in_n;
 };
 
+// With `finite` set, *finite tells whether every value copied is finite.
 template <typename T>
-TileInput tile_input(const at::Tensor& src, int64_t top, int64_t left, int64_t TP, int64_t TQ, const Blocks& blk) {
+TileInput tile_input(const at::Tensor& src, int64_t top, int64_t left, int64_t TP, int64_t TQ, const Blocks& blk,
+                     bool* finite = nullptr) {
   const int64_t C = src.size(1), rows = 2 * TP + blk.k - 1 + blk.row(blk.count() - 1),
                 cols = 2 * TQ + blk.k - 1 + blk.col(blk.count() - 1);
-  const at::Tensor buf = channels_last_padded<T>(src, 1, C, top, left, rows, cols);
+  const at::Tensor buf = channels_last_padded<T>(src, 1, C, top, left, rows, cols, finite);
   return {buf, buf.stride(2), buf.stride(1), buf.stride(0)};
 }
 
@@ -102,7 +104,7 @@ void transform_patches(const T* x, const TileInput& in, int64_t C, const Blocks&
 // y (N, Kout, P, Q), any strides, = correlation of src (N, Cred, H, W) with
 // `top` zero rows above and `left` zero columns before it (and zeros after),
 // with the R x S weights seen through w (lanes: outputs), + bias. False,
-// with nothing written, when a weight is Inf or NaN.
+// with nothing written, when a weight or an input value it reads is Inf or NaN.
 template <typename T>
 bool winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const WeightView<T>& w, const Blocks& blk,
                    int64_t Cred, int64_t Kout, const T* bias, at::Tensor& y) {
@@ -122,8 +124,10 @@ bool winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
   const int64_t Cv = conflict_free_stride<T>(Ctot);  // tile stride of the transformed patches
   const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2);
   // Tiles at the bottom and right edges may read past the padded input: the
-  // buffer has zeros there.
-  const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk);
+  // buffer has zeros there. Its copy checks the values' finiteness on the way.
+  bool finite = true;
+  const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk, &finite);
+  if (!finite) return false;
   const T* x = in.buf.const_data_ptr<T>();
   std::vector<T> bpack(KB * NR, T(0));
   if (bias) std::copy(bias, bias + Kout, bpack.begin());

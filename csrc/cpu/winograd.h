@@ -20,19 +20,20 @@ bool winograd_applies(const ConvShape& s);
 // direct kernels, judged per group for grouped layers; the passes below also
 // take dilated layers, as one undilated pass over a batch of output phases).
 // The passes need finite values: the transforms subtract neighbours, so an
-// Inf would turn into NaN where the direct sum keeps it. Callers check the
-// data; the forward and grad_input passes check the weights themselves (with
-// the cached transform) and return false when one is not finite. CONVKIT_WINOGRAD=0 turns the path off, =1 takes it
+// Inf would turn into NaN where the direct sum keeps it. The forward and
+// grad_input passes check their operands themselves (the weights with the
+// cached transform, the data in the copy they make) and return false when one
+// is not finite; grad_weight's caller checks its result. CONVKIT_WINOGRAD=0 turns the path off, =1 takes it
 // wherever the geometry allows; so does a measured choice (measured_choice.h) in force.
 bool winograd_suits(const ConvShape& s, WinogradPass pass);
 
 // y = input * weight (+ bias); y is (N, K, P, Q), allocated by the caller in
-// any layout. False when a weight is Inf or NaN: y is then unfinished.
+// any layout. False when a weight or input value is Inf or NaN: y is then unfinished.
 bool winograd_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, const ConvShape& s,
                       at::Tensor& y);
 
 // gx = grad_input of the layer for grad_output gy; gx is (N, C, H, W),
-// allocated by the caller. False when a weight is Inf or NaN: gx is then unfinished.
+// allocated by the caller. False when a weight or gy value is Inf or NaN: gx is then unfinished.
 bool winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx);
 
 // gw = grad_weight of the layer; gw is (K, C, R, S), contiguous, allocated by the caller.
