@@ -1577,16 +1577,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
       }
     }
     bool gx_done = !gx_job;
-    bool bias_done = false;  // by the wide grad_weight pass
+    bool bias_done = false;  // by the wide or Winograd grad_weight pass
     if (output_mask[2] && !lanes_gb && !empty_gy) grad_bias = empty_pooled({s.K}, input.options());
     if (output_mask[1]) {
       if (empty_gy || weight.numel() == 0) {
         grad_weight = zeros_pooled(weight.sizes(), weight.options());
       } else if (!lanes_gw) {
         grad_weight = empty_pooled(weight.sizes(), weight.options());
-        if (winograd_suits(s, WinogradPass::grad_weight))
-          winograd_backward_weight(grad_output, input, s, grad_weight);
-        else if (use_wide<scalar_t>(s.K_per_group()) && reads_subsampled(s))
+        if (winograd_suits(s, WinogradPass::grad_weight)) {
+          winograd_backward_weight(grad_output, input, s, grad_weight, output_mask[2] ? &grad_bias : nullptr);
+          bias_done = output_mask[2];
+        } else if (use_wide<scalar_t>(s.K_per_group()) && reads_subsampled(s))
           bias_done = backward_weight_wide<scalar_t>(grad_output, subsampled<scalar_t>(input, s), unit_stride(s),
                                                      grad_weight, output_mask[2] ? &grad_bias : nullptr);
         else if (use_wide<scalar_t>(s.K_per_group()) && !few_input_channels(s, true))

@@ -85,7 +85,9 @@ TileInput tile_input(const at::Tensor& src, int64_t top, int64_t left, int64_t T
                      bool* finite = nullptr) {
   const int64_t C = src.size(1), rows = 2 * TP + blk.k - 1 + blk.row(blk.count() - 1),
                 cols = 2 * TQ + blk.k - 1 + blk.col(blk.count() - 1);
-  const at::Tensor buf = channels_last_padded<T>(src, 1, C, top, left, rows, cols, finite);
+  std::vector<T> sums;
+  const at::Tensor buf = channels_last_padded<T>(src, 1, C, top, left, rows, cols, finite ? &sums : nullptr);
+  if (finite) *finite = all_finite(sums.data(), int64_t(sums.size()));
   return {buf, buf.stride(2), buf.stride(1), buf.stride(0)};
 }
 
@@ -298,17 +300,22 @@ bool winograd_dilated(const at::Tensor& input, int64_t ph, int64_t pw, int64_t d
 //   dU[xi][c][k] += (B^T d B)[xi][c] * (A dy A^T)[xi][k],
 // summed over every tile of every image (and phase), then gw = G^T dU G.
 // du is [kparts][16][block, c][kpt_lanes]; this adds one phase: src (N, Cred, H, W)
-// with `top` / `left` zeros before it, gy (N, K, P, Q) its outputs.
+// with `top` / `left` zeros before it, gy (N, K, P, Q) its outputs. With
+// `bias` set, the phase's grad_output sums are added to bias[k] too.
 template <typename T>
 void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, const at::Tensor& gy, const Blocks& blk,
-                          int64_t Cred, int64_t kparts, int64_t kpt_lanes, T* du) {
+                          int64_t Cred, int64_t kparts, int64_t kpt_lanes, T* du, T* bias) {
   const KernelsT<T>& kt = kern<T>();
-  const int64_t N = src.size(0), P = gy.size(2), Q = gy.size(3), MR = kt.mr, lanes = kt.tiles * kt.nr;
+  const int64_t N = src.size(0), K = gy.size(1), P = gy.size(2), Q = gy.size(3), MR = kt.mr, lanes = kt.tiles * kt.nr;
   const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2), Kbuf = kparts * kpt_lanes, Ctot = blk.count() * Cred,
                 nxi = blk.xi();
   const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk);
-  // grad_output channels-last, zero up to even sizes and Kbuf channels.
-  const at::Tensor gyb = channels_last_padded<T>(gy, 1, Kbuf, 0, 0, 2 * TP, 2 * TQ);
+  // grad_output channels-last, zero up to even sizes and Kbuf channels;
+  // grad_bias from the sums of its rows, taken during the copy.
+  std::vector<T> row_sums;
+  const at::Tensor gyb = channels_last_padded<T>(gy, 1, Kbuf, 0, 0, 2 * TP, 2 * TQ, bias ? &row_sums : nullptr);
+  for (int64_t r = 0; bias && r < N * P; ++r)
+    for (int64_t k = 0; k < K; ++k) bias[k] += row_sums[r * K + k];
   const int64_t gy_col = gyb.stride(2), gy_row = gyb.stride(1), gy_n = gyb.stride(0);
   const T* x = in.buf.const_data_ptr<T>();
   const T* g = gyb.const_data_ptr<T>();
@@ -388,7 +395,7 @@ WeightView<T> weight_view(const at::Tensor& wc, const ConvShape& s, bool transpo
 // G^T dU G per block into [block, c][k x k][lanes], gathered into [c][R x S][lanes]
 // and transposed into place.
 template <typename T>
-void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvShape& s, at::Tensor& gw) {
+void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvShape& s, at::Tensor& gw, T* bias) {
   const KernelsT<T>& kt = kern<T>();
   const Blocks blk = pass_blocks(s.R, s.S);
   const int64_t lanes = kt.tiles * kt.nr, KT = ceil_div(s.K, lanes), Ctot = blk.count() * s.C, RS = s.R * s.S,
@@ -401,12 +408,13 @@ void winograd_wgrad(const at::Tensor& input, const at::Tensor& gy, const ConvSha
   const Scratch<T> du(du_size);
   std::fill(du.data(), du.data() + du_size, T(0));
   const int64_t H = s.H, W = s.W, P = s.P, Q = s.Q, dh = s.dil_h, dw = s.dil_w;
+  if (bias) std::fill(bias, bias + s.K, T(0));
   for (int64_t a = 0; a < std::min(dh, P); ++a)
     for (int64_t b = 0; b < std::min(dw, Q); ++b) {
       const int64_t e = a - s.pad_h - dh * floor_div(a - s.pad_h, dh), top = (s.pad_h - a + e) / dh;
       const int64_t f = b - s.pad_w - dw * floor_div(b - s.pad_w, dw), left = (s.pad_w - b + f) / dw;
       winograd_wgrad_phase<T>(input.slice(2, std::min(e, H), H, dh).slice(3, std::min(f, W), W, dw), top, left,
-                              gy.slice(2, a, P, dh).slice(3, b, Q, dw), blk, s.C, kparts, kpt_lanes, du.data());
+                              gy.slice(2, a, P, dh).slice(3, b, Q, dw), blk, s.C, kparts, kpt_lanes, du.data(), bias);
     }
   // One block: [block, c][k x k] is already [c][R x S].
   const Scratch<T> taps_k(s.C * RS * Kbuf), blocks(blk.count() > 1 ? Ctot * kk * Kbuf : 0);
@@ -530,11 +538,13 @@ bool winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, con
   return done;
 }
 
-void winograd_backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw) {
+void winograd_backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw,
+                              at::Tensor* gb) {
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "convkit_winograd_backward_weight", [&] {
     for_each_group(s, [&](const ConvShape& sg, int64_t g) {
       at::Tensor gwg = gw.narrow(0, g * sg.K, sg.K);  // contiguous: whole rows of gw
-      winograd_wgrad<scalar_t>(input.narrow(1, g * sg.C, sg.C), gy.narrow(1, g * sg.K, sg.K), sg, gwg);
+      winograd_wgrad<scalar_t>(input.narrow(1, g * sg.C, sg.C), gy.narrow(1, g * sg.K, sg.K), sg, gwg,
+                               gb ? gb->mutable_data_ptr<scalar_t>() + g * sg.K : nullptr);
     });
   });
 }

@@ -36,8 +36,11 @@ bool winograd_forward(const at::Tensor& input, const at::Tensor& weight, const a
 // allocated by the caller. False when a weight or gy value is Inf or NaN: gx is then unfinished.
 bool winograd_backward_input(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s, at::Tensor& gx);
 
-// gw = grad_weight of the layer; gw is (K, C, R, S), contiguous, allocated by the caller.
-void winograd_backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw);
+// gw = grad_weight of the layer; gw is (K, C, R, S), contiguous, allocated by
+// the caller. With gb set (K values, contiguous), grad_bias too, from sums
+// taken while grad_output is copied.
+void winograd_backward_weight(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw,
+                              at::Tensor* gb);
 
 }  // namespace cpu
 }  // namespace convkit
