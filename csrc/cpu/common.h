@@ -185,12 +185,12 @@ void for_each_weight_tile(int64_t G, int64_t Kout, int64_t Cred, const WeightVie
 // group's channels zero-padded to Cpad lanes, the image at (top, left),
 // zeros around it, and what lies past rows x cols left out. Pixels lie
 // conflict_free_stride(G * Cpad) apart: callers read the strides.
-// With `row_sums` set, it receives the sum of every row copied, [n][h][c]
-// (N x Hc x C, Hc the rows copied), taken as the rows pass through cache:
-// their finiteness is the values' (as all_finite), and they sum to grad_bias.
+// With `row_sums` set, it receives the sums of the rows copied, (N, Hc, C)
+// for the Hc rows copied, taken as the rows pass through cache: their
+// finiteness is the values' (as all_finite), and they sum to grad_bias.
 template <typename T>
 at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad, int64_t top = 0, int64_t left = 0,
-                                int64_t rows = -1, int64_t cols = -1, std::vector<T>* row_sums = nullptr) {
+                                int64_t rows = -1, int64_t cols = -1, at::Tensor* row_sums = nullptr) {
   const int64_t N = x_any.size(0), C = x_any.size(1), H = x_any.size(2), W = x_any.size(3), Cg = C / G;
   if (rows < 0) rows = H;
   if (cols < 0) cols = W;
@@ -201,10 +201,7 @@ at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad
     at::Tensor out = (whole ? empty_pooled({N, rows, cols, Cs}, x_any.options())
                             : zeros_pooled({N, rows, cols, Cs}, x_any.options())).narrow(3, 0, Co);
     out.narrow(1, top, Hc).narrow(2, left, Wc).copy_(x_any.narrow(2, 0, Hc).narrow(3, 0, Wc).permute({0, 2, 3, 1}));
-    if (row_sums) {
-      const at::Tensor sums = x_any.narrow(2, 0, Hc).narrow(3, 0, Wc).sum(3).permute({0, 2, 1}).contiguous();
-      row_sums->assign(sums.const_data_ptr<T>(), sums.const_data_ptr<T>() + sums.numel());
-    }
+    if (row_sums) *row_sums = x_any.narrow(2, 0, Hc).narrow(3, 0, Wc).sum(3).permute({0, 2, 1}).contiguous();
     return out;
   }
   // Rows read in place where pixels are contiguous (a channel slice of a planar tensor, say).
@@ -214,7 +211,11 @@ at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad
   const T* src = x.const_data_ptr<T>();
   T* dst = out.mutable_data_ptr<T>();
   const KernelsT<T>& kt = kern<T>();
-  if (row_sums) row_sums->assign(N * Hc * C, T(0));
+  T* sums = nullptr;
+  if (row_sums) {
+    *row_sums = empty_pooled({N, Hc, C}, x.options());
+    sums = row_sums->mutable_data_ptr<T>();
+  }
   at::parallel_for(0, N * rows, grain_for(cols * Co), [&](int64_t begin, int64_t end) {
     Transpose<T> t;  // one row: channels (items) x pixels (lanes)
     t.in_item = xc;
@@ -235,8 +236,7 @@ at::Tensor channels_last_padded(const at::Tensor& x_any, int64_t G, int64_t Cpad
         t.in = src + n * xn + g * Cg * xc + h * xh;
         t.out = row + left * Cs + g * Cpad;
         kt.transpose(t);
-        for (int64_t c = 0; row_sums && c < Cg; ++c)
-          (*row_sums)[(n * Hc + h) * C + g * Cg + c] = kt.sum(t.in + c * xc, Wc);
+        for (int64_t c = 0; sums && c < Cg; ++c) sums[(n * Hc + h) * C + g * Cg + c] = kt.sum(t.in + c * xc, Wc);
         for (int64_t c = Cg; c < Cpad; ++c)
           for (int64_t q = 0; q < Wc; ++q) row[(left + q) * Cs + g * Cpad + c] = T(0);
       }

@@ -85,9 +85,9 @@ TileInput tile_input(const at::Tensor& src, int64_t top, int64_t left, int64_t T
                      bool* finite = nullptr) {
   const int64_t C = src.size(1), rows = 2 * TP + blk.k - 1 + blk.row(blk.count() - 1),
                 cols = 2 * TQ + blk.k - 1 + blk.col(blk.count() - 1);
-  std::vector<T> sums;
+  at::Tensor sums;
   const at::Tensor buf = channels_last_padded<T>(src, 1, C, top, left, rows, cols, finite ? &sums : nullptr);
-  if (finite) *finite = all_finite(sums.data(), int64_t(sums.size()));
+  if (finite) *finite = all_finite<T>(sums);
   return {buf, buf.stride(2), buf.stride(1), buf.stride(0)};
 }
 
@@ -312,10 +312,11 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
   const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk);
   // grad_output channels-last, zero up to even sizes and Kbuf channels;
   // grad_bias from the sums of its rows, taken during the copy.
-  std::vector<T> row_sums;
+  at::Tensor row_sums;
   const at::Tensor gyb = channels_last_padded<T>(gy, 1, Kbuf, 0, 0, 2 * TP, 2 * TQ, bias ? &row_sums : nullptr);
+  const T* sums = bias ? row_sums.const_data_ptr<T>() : nullptr;
   for (int64_t r = 0; bias && r < N * P; ++r)
-    for (int64_t k = 0; k < K; ++k) bias[k] += row_sums[r * K + k];
+    for (int64_t k = 0; k < K; ++k) bias[k] += sums[r * K + k];
   const int64_t gy_col = gyb.stride(2), gy_row = gyb.stride(1), gy_n = gyb.stride(0);
   const T* x = in.buf.const_data_ptr<T>();
   const T* g = gyb.const_data_ptr<T>();
