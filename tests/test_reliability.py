@@ -439,3 +439,27 @@ def test_inf_reaching_winograd_after_cached_calls(monkeypatch, dilation, where):
     check()
     target.data[index] = saved
     check()
+
+
+@pytest.mark.parametrize("where", ["input", "grad_output"])
+@pytest.mark.parametrize("kernel,stride,channels", [(3, 2, 48), (1, 1, 80), (3, 1, 40)])
+def test_nan_and_inf_reach_wide_grad_weight(monkeypatch, where, kernel, stride, channels):
+    """The wide grad_weight pass checks its result's finiteness as it writes
+    it: an Inf or NaN operand must send grad_weight (and grad_bias) to the
+    exact path, with torch's NaN and Inf positions."""
+    monkeypatch.setenv("CONVKIT_WINOGRAD", "0")
+    g = torch.Generator().manual_seed(13)
+    x = torch.randn(2, 24, 9, 10, generator=g, dtype=torch.float64)
+    w = torch.randn(channels, 24, kernel, kernel, generator=g, dtype=torch.float64)
+    pad = kernel // 2
+    go = torch.randn(F.conv2d(x, w, stride=stride, padding=pad).shape, generator=g, dtype=torch.float64)
+    if where == "input":
+        x = sprinkle(x, 14, fraction=0.01)
+    else:
+        go = sprinkle(go, 15, fraction=0.01)
+    hyper = ([stride, stride], [pad, pad], [1, 1], 1)
+    ours = torch.ops.convkit.conv2d_backward(go, x, w, *hyper, [False, True, True])
+    theirs = torch.ops.aten.convolution_backward(go, x, w, [channels], *hyper[:3], False, [0, 0], 1,
+                                                 [False, True, True])
+    assert_same_specials(ours[1], theirs[1])
+    assert_same_specials(ours[2], theirs[2])

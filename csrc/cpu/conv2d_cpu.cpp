@@ -1302,13 +1302,20 @@ void backward_weight_exact(const at::Tensor& gy_any, const at::Tensor& input, co
   });
 }
 
+// What a wide grad_weight pass did besides grad_weight: grad_bias (when asked
+// for, with planar grad_output), and whether it found every sum finite.
+struct WideWgradDone {
+  bool bias = false;
+  bool finite = false;
+};
+
 // grad_weight for many output channels: register tiles of (channel, tap)
 // items x output-channel lanes, accumulated over the pixels of one reduction
 // chunk (input in its own layout, grad_output channels-last). Each task walks
 // its rows in bands small enough to stay in L1.
 template <typename T>
-bool backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw,
-                          at::Tensor* gb) {
+WideWgradDone backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const ConvShape& s, at::Tensor& gw,
+                                   at::Tensor* gb) {
   const KernelsT<T>& kt = kern<T>();
   const int64_t NR = kt.nr, MR = kt.mr, G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group();
   const int64_t RS = s.R * s.S, items = Cg * RS;
@@ -1362,10 +1369,14 @@ bool backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
         const int64_t ch = task / (G * supers), gi = task / supers % G, kb0 = task % supers * kbs;
         const int64_t kb1 = std::min(KB, kb0 + kbs), k0 = gi * Kg + kb0 * NR, valid = std::min(lanes, Kg - kb0 * NR);
         T* acc = partial + task * slice;
-        std::fill(acc, acc + slice, T(0));
-        int64_t row = rows * ch / nch;
-        const int64_t row_end = rows * (ch + 1) / nch;
-        while (row < row_end) {
+        // The first band's calls store their sums and later ones add to
+        // them; a super-block short of tiles has lanes no call writes, so it
+        // starts from zeros instead.
+        const bool full = kb1 - kb0 == kbs;
+        if (!full) std::fill(acc, acc + slice, T(0));
+        const int64_t row_begin = rows * ch / nch, row_end = rows * (ch + 1) / nch;
+        for (int64_t row = row_begin; row < row_end;) {
+          a.accumulate = !full || row > row_begin;
           const int64_t n = row / s.P, p = row % s.P;
           a.rows = std::min({band, row_end - row, s.P - p});
           a.x = x + n * xn + gi * Cg * xc + p * s.stride_h * xh;
@@ -1378,6 +1389,7 @@ bool backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
             }
             if (bias_rows) {
               T* bias_acc = acc + items * lanes;
+              if (!a.accumulate) std::fill(bias_acc, bias_acc + lanes, T(0));
               for (int64_t i = 0; i < a.rows * s.Q; ++i)
                 for (int64_t l = 0; l < valid; ++l) bias_acc[l] += gband.data()[i * lanes + l];
             }
@@ -1400,9 +1412,12 @@ bool backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
       }
   });
   // Chunks summed in chunk order into the first chunk's slices, then
-  // transposed into grad_weight [k][item], in blocks of items.
+  // transposed into grad_weight [k][item], in blocks of items; each block's
+  // finiteness is checked on the way (lanes past the group's channels hold
+  // sums of products with zeros, non-finite only if a product was).
   const int64_t stride = G * supers * slice, iblock = 256, nib = ceil_div(items, iblock);
   T* out = gw.mutable_data_ptr<T>();
+  std::atomic<bool> finite{true};
   at::parallel_for(0, G * supers * nib, grain_for(nch * iblock * lanes), [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       const int64_t gs = u / nib, i0 = u % nib * iblock, len = std::min(iblock, items - i0);
@@ -1412,6 +1427,7 @@ bool backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
         const T* chunk = total + ch * stride;
         for (int64_t v = 0; v < len * lanes; ++v) total[v] += chunk[v];
       }
+      if (!std::isfinite(kt.sum(total, len * lanes))) finite = false;
       Transpose<T> tr;
       tr.in = total;
       tr.in_item = lanes;
@@ -1423,7 +1439,10 @@ bool backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
       kt.transpose(tr);
     }
   });
-  if (!bias_rows) return false;
+  WideWgradDone done;
+  done.finite = finite;
+  if (!bias_rows) return done;
+  done.bias = true;
   T* bias = gb->mutable_data_ptr<T>();
   for (int64_t gs = 0; gs < G * supers; ++gs) {
     const int64_t gi = gs / supers, k0 = gs % supers * lanes;
@@ -1433,7 +1452,7 @@ bool backward_weight_wide(const at::Tensor& gy, const at::Tensor& input, const C
       bias[gi * Kg + k0 + l] = total;
     }
   }
-  return true;
+  return done;
 }
 
 // plane_sums: the grad_output plane sums [n][k] if a grad_weight pass made
@@ -1577,7 +1596,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
       }
     }
     bool gx_done = !gx_job;
-    bool bias_done = false;  // by the wide or Winograd grad_weight pass
+    bool bias_done = false;  // by the Winograd grad_weight pass
+    WideWgradDone wide_done;
     if (output_mask[2] && !lanes_gb && !empty_gy) grad_bias = empty_pooled({s.K}, input.options());
     if (output_mask[1]) {
       if (empty_gy || weight.numel() == 0) {
@@ -1588,10 +1608,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
           winograd_backward_weight(grad_output, input, s, grad_weight, output_mask[2] ? &grad_bias : nullptr);
           bias_done = output_mask[2];
         } else if (use_wide<scalar_t>(s.K_per_group()) && reads_subsampled(s))
-          bias_done = backward_weight_wide<scalar_t>(grad_output, subsampled<scalar_t>(input, s), unit_stride(s),
+          wide_done = backward_weight_wide<scalar_t>(grad_output, subsampled<scalar_t>(input, s), unit_stride(s),
                                                      grad_weight, output_mask[2] ? &grad_bias : nullptr);
         else if (use_wide<scalar_t>(s.K_per_group()) && !few_input_channels(s, true))
-          bias_done = backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight, output_mask[2] ? &grad_bias : nullptr);
+          wide_done = backward_weight_wide<scalar_t>(grad_output, input, s, grad_weight, output_mask[2] ? &grad_bias : nullptr);
         else if (channel_lanes_suit(s, LanePass::grad_weight))
           channel_lanes_backward_weight(grad_output, input, s, grad_weight);
         else {
@@ -1608,14 +1628,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
         // zeros, so a finite result means every product was finite and the
         // sums are exact ones. An Inf or NaN operand (or an overflow) shows up
         // in the small result: recompute that by definition. (Checking the
-        // result costs nothing next to scanning both operands.)
-        if (!all_finite<scalar_t>(grad_weight)) backward_weight_exact<scalar_t>(grad_output, input, s, grad_weight);
+        // result costs nothing next to scanning both operands; the wide pass
+        // checks it as it writes it.)
+        if (!wide_done.finite && !all_finite<scalar_t>(grad_weight))
+          backward_weight_exact<scalar_t>(grad_output, input, s, grad_weight);
       }
       grad_weight = grad_weight.contiguous(weight.suggest_memory_format());
     }
     if (!gx_done) gx_job->run();
     if (output_mask[0]) grad_input = grad_input.contiguous(input.suggest_memory_format());
-    if (output_mask[2] && !lanes_gb && !bias_done) {
+    if (output_mask[2] && !lanes_gb && !bias_done && !wide_done.bias) {
       if (empty_gy) grad_bias = zeros_pooled({s.K}, input.options());
       else backward_bias<scalar_t>(grad_output, s, grad_bias, plane_sums);
     }

@@ -92,7 +92,8 @@ struct PlaneWgrad {
 // lanes = tiles * NR (adjacent output-channel tiles),
 //   acc[j*acc_item + lane] += sum over rows and cols of
 //     x[item_off[j] + row*x_row + col*x_col] * gy[row*gy_row + col*gy_col + lane]
-// (each call sums in registers from zero, then adds to acc: a two-level sum).
+// (each call sums in registers from zero, then adds them to acc, or stores
+// them there when not accumulating: a two-level sum).
 template <typename T>
 struct WideWgrad {
   const T* x;
@@ -102,6 +103,7 @@ struct WideWgrad {
   int64_t rows, cols, x_row, x_col, gy_row, gy_col;
   T* acc;
   int64_t acc_item;
+  bool accumulate;  // acc += the sums, else acc = the sums
 };
 
 // Batch lanes: vectors along the batch, L (= batch_lanes) images per vector, in

@@ -278,7 +278,7 @@ void wide_wgrad_m(const WideWgrad<T>& a) {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       T* dst = a.acc + j * a.acc_item + v * L;
-      storeu<T, kWideBytes>(dst, loadu<T, kWideBytes>(dst) + acc[j][v]);
+      storeu<T, kWideBytes>(dst, a.accumulate ? loadu<T, kWideBytes>(dst) + acc[j][v] : acc[j][v]);
     }
 }
 

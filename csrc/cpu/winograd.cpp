@@ -345,6 +345,7 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
     a.x_col = Cv;
     a.gy_col = Zs;
     a.acc_item = kpt_lanes;
+    a.accumulate = true;
     for (int64_t begin, end; claim(begin, end);)
       for (int64_t task = begin; task < end; ++task) {
         const int64_t grp = task / kparts, kp = task % kparts;
