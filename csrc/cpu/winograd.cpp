@@ -496,12 +496,19 @@ bool winograd_suits(const ConvShape& s, WinogradPass pass) {
   // There too, dilation 4 (16 phases of a quarter the size) lost at 64 channels
   // (28x28: forward 1.18x, forward + backward 1.64x; 56x56: 1.03x, 1.06x), dilation 2 won (0.78x at 28x28).
   if (dilated && wide_vectors_wider() && s.dil_h * s.dil_w > 4) return false;
+  // On a 2-vCPU Xeon (512-bit tiles, batch 8), 32 channels on 14x14 images
+  // ran faster direct (forward 8 groups of 32: 1.03 against 1.24 ms,
+  // batch 32: 4.57 against 5.46; 32 -> 32: 0.153 against 0.171; forward +
+  // backward 0.9-0.97x) while 64 channels there, and 32 on 28x28 and
+  // larger, still won with F(2x2, 3x3).
+  const int64_t image_tiles = ceil_div(s.P, 2) * ceil_div(s.Q, 2);
+  if (wide_vectors_wider() && std::min(s.C, s.K) < 64 && image_tiles < 196) return false;
   // Larger filters stream from L3 once per image's chunk of tiles; with
   // 512-bit tiles F(2x2, 3x3) still won the forward and grad_input while an
   // image had tiles enough (batch 8, forward: 512 x 512 at 7x7 0.82x, at
   // 14x14 0.56x, 1024 x 1024 at 14x14 0.89x; forward + backward 0.72-0.9x),
   // and tied or lost at 1024 x 512 on 7x7 (1.0x, 1.08x).
-  const int64_t CK = s.C * s.K, image_tiles = ceil_div(s.P, 2) * ceil_div(s.Q, 2);
+  const int64_t CK = s.C * s.K;
   const bool filters_fit = CK <= 256 * 256 || (wide_vectors_wider() && !wgrad && CK <= 1024 * 1024 &&
                                                CK <= 24576 * image_tiles);
   return s.C >= min_channels && s.K >= min_channels && filters_fit && tiles >= (wgrad ? 1024 : 32);
