@@ -73,20 +73,23 @@ at::Tensor transform_weights(int64_t Kout, int64_t Cred, const WeightView<T>& w,
 }
 
 // Channels-last copy of src with `top` zero rows and `left` zero columns
-// before it and zeros after, covering every patch of TP x TQ tiles and blocks.
+// before it and zeros after, covering every patch of the tiles that read it.
+// Image n's pixel (i, j) is at buf + offset + n * in_n + i * in_row + j * in_col.
 struct TileInput {
   at::Tensor buf;
-  int64_t in_col, in_row, in_n;
+  int64_t in_col, in_row, in_n, offset = 0;
 };
 
-// With `finite` set, *finite tells whether every value copied is finite.
+// The input rows (or columns) that TP tile rows (columns) of every block read.
+int64_t tile_rows(int64_t TP, const Blocks& blk) { return 2 * TP + blk.k - 1 + blk.row(blk.count() - 1); }
+int64_t tile_cols(int64_t TQ, const Blocks& blk) { return 2 * TQ + blk.k - 1 + blk.col(blk.count() - 1); }
+
+// rows x cols pixels; with `finite` set, *finite tells whether every value copied is finite.
 template <typename T>
-TileInput tile_input(const at::Tensor& src, int64_t top, int64_t left, int64_t TP, int64_t TQ, const Blocks& blk,
+TileInput tile_input(const at::Tensor& src, int64_t top, int64_t left, int64_t rows, int64_t cols,
                      bool* finite = nullptr) {
-  const int64_t C = src.size(1), rows = 2 * TP + blk.k - 1 + blk.row(blk.count() - 1),
-                cols = 2 * TQ + blk.k - 1 + blk.col(blk.count() - 1);
   at::Tensor sums;
-  const at::Tensor buf = channels_last_padded<T>(src, 1, C, top, left, rows, cols, finite ? &sums : nullptr);
+  const at::Tensor buf = channels_last_padded<T>(src, 1, src.size(1), top, left, rows, cols, finite ? &sums : nullptr);
   if (finite) *finite = all_finite<T>(sums);
   return {buf, buf.stride(2), buf.stride(1), buf.stride(0)};
 }
@@ -103,34 +106,29 @@ void transform_patches(const T* x, const TileInput& in, int64_t C, const Blocks&
   }
 }
 
-// y (N, Kout, P, Q), any strides, = correlation of src (N, Cred, H, W) with
-// `top` zero rows above and `left` zero columns before it (and zeros after),
-// with the R x S weights seen through w (lanes: outputs), + bias. False,
-// with nothing written, when a weight or an input value it reads is Inf or NaN.
+// y (N, Kout, P, Q), any strides, = correlation of the N images of `in`
+// (Cred channels, zero-padded as the copy placed them) with the R x S weights
+// seen through w (lanes: outputs), + bias. False, with nothing written, when
+// a weight is Inf or NaN (the input's copy checks its own values).
 template <typename T>
-bool winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const WeightView<T>& w, const Blocks& blk,
-                   int64_t Cred, int64_t Kout, const T* bias, at::Tensor& y) {
+bool winograd_pass(const TileInput& in, int64_t N, const WeightView<T>& w, const Blocks& blk, int64_t Cred,
+                   int64_t Kout, const T* bias, at::Tensor& y) {
   const KernelsT<T>& kt = kern<T>();
-  const int64_t N = src.size(0), P = y.size(2), Q = y.size(3), Ctot = blk.count() * Cred, nxi = blk.xi();
+  const int64_t P = y.size(2), Q = y.size(3), Ctot = blk.count() * Cred, nxi = blk.xi();
   const int64_t NR = kt.nr, KB = ceil_div(Kout, NR), KT = ceil_div(KB, kt.tiles), LANES = kt.tiles * NR;
   // The weights' finiteness comes with their transform: a hit skips scanning them.
-  std::vector<int64_t> key{'W', int64_t(src.scalar_type()), Kout, Cred, w.g_stride, w.k_stride, w.c_stride, w.rs, blk.R, blk.S, blk.k};
+  std::vector<int64_t> key{'W', int64_t(in.buf.scalar_type()), Kout, Cred, w.g_stride, w.k_stride, w.c_stride, w.rs, blk.R, blk.S, blk.k};
   key.insert(key.end(), w.tap.begin(), w.tap.end());
   const int64_t nweights = Kout * Cred * w.rs;
   const Packing packing = cached_packing(w.src, sizeof(T) * nweights, std::move(key), [&] {
-    return Packing{transform_weights<T>(Kout, Cred, w, blk, src.options()), all_finite(w.src, nweights)};
+    return Packing{transform_weights<T>(Kout, Cred, w, blk, in.buf.options()), all_finite(w.src, nweights)};
   });
   if (!packing.finite) return false;
   const at::Tensor& U = packing.packed;
 
   const int64_t Cv = conflict_free_stride<T>(Ctot);  // tile stride of the transformed patches
   const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2);
-  // Tiles at the bottom and right edges may read past the padded input: the
-  // buffer has zeros there. Its copy checks the values' finiteness on the way.
-  bool finite = true;
-  const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk, &finite);
-  if (!finite) return false;
-  const T* x = in.buf.const_data_ptr<T>();
+  const T* x = in.buf.const_data_ptr<T>() + in.offset;
   std::vector<T> bpack(KB * NR, T(0));
   if (bias) std::copy(bias, bias + Kout, bpack.begin());
 
@@ -221,58 +219,40 @@ bool winograd_pass(const at::Tensor& src, int64_t top, int64_t left, const Weigh
   return true;
 }
 
-// The same with padding (ph, pw) and dilation (dh, dw). A dilated layer is
-// undilated per output phase: phase (a, b), the pixels (a + dh * i, b + dw * j),
-// is the valid correlation of phase (a, b) of the padded input with the
-// filters. The input's dh x dw phases become a batch of dh * dw * N planar
-// images for one pass, whose output is merged back. (One pass per phase on
-// strided views lost to the direct kernels; this wins 1.02-1.4x, 2-core Zen 3.)
+// The correlation of input (N, C, H, W) with padding (ph, pw) and dilation
+// (dh, dw) into y (N, K, P, Q). A dilated layer is undilated per output
+// phase: phase (a, b), the pixels (a + dh * i, b + dw * j), is the valid
+// correlation of phase (a, b) of the padded input with the filters. One
+// channels-last copy of the padded input serves every phase (a phase reads
+// its rows dh and its columns dw apart); each phase's pass writes planar
+// outputs, merged back at the end. (One copy per phase on strided views lost
+// to the direct kernels, 2-core Zen 3; a planar copy of the phases ahead of
+// the pass's own copy cost 0.87 of 6.7 ms at 8 x 64 -> 64 at 56x56,
+// dilation 2, 2-vCPU Xeon.) The tiles at the bottom and right edges may read
+// past the padded input: the copy has zeros there, and checks the values'
+// finiteness on the way.
 template <typename T>
 bool winograd_dilated(const at::Tensor& input, int64_t ph, int64_t pw, int64_t dh, int64_t dw, const WeightView<T>& w,
                       const Blocks& blk, int64_t C, int64_t K, const T* bias, at::Tensor& y) {
-  if (dh == 1 && dw == 1) return winograd_pass<T>(input, ph, pw, w, blk, C, K, bias, y);
   const int64_t N = input.size(0), H = input.size(2), W = input.size(3), P = y.size(2), Q = y.size(3);
   const int64_t Hq = ceil_div(H + 2 * ph, dh), Wq = ceil_div(W + 2 * pw, dw);
   const int64_t Pq = Hq - blk.R + 1, Qq = Wq - blk.S + 1, phases = dh * dw;
-  const at::Tensor x = input.contiguous();
-  at::Tensor split = empty_pooled({phases * N, C, Hq, Wq}, input.options());
-  const T* xs = x.const_data_ptr<T>();
-  T* sp = split.mutable_data_ptr<T>();
-  // Column phase b of a row: padded columns b + dw * j, source columns
-  // first[b] + dw * k at positions lo[b] + k, k < count[b]; zeros elsewhere.
-  std::vector<int64_t> first(dw), lo(dw), count(dw);
-  for (int64_t b = 0; b < dw; ++b) {
-    const int64_t c = pw + ((b - pw) % dw + dw) % dw;  // first padded column >= pad_w in phase b
-    first[b] = c - pw;
-    lo[b] = c / dw;
-    count[b] = first[b] < W ? ceil_div(W - first[b], dw) : 0;
-  }
-  const KernelsT<T>& kt = kern<T>();
-  at::parallel_for(0, N * C, grain_for(Hq * Wq * phases), [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc)
-      for (int64_t u = 0; u < Hq * dh; ++u) {  // padded row u: row u / dh of row phase u % dh
-        const auto row = [&](int64_t b) { return sp + (((u % dh) * dw + b) * N * C + nc) * Hq * Wq + u / dh * Wq; };
-        const int64_t h = u - ph;
-        if (h < 0 || h >= H) {
-          for (int64_t b = 0; b < dw; ++b) std::fill(row(b), row(b) + Wq, T(0));
-          continue;
-        }
-        const T* src = xs + (nc * H + h) * W;
-        for (int64_t b = 0; b < dw; ++b) {
-          std::fill(row(b), row(b) + lo[b], T(0));
-          std::fill(row(b) + lo[b] + count[b], row(b) + Wq, T(0));
-        }
-        if (dw == 2) {
-          const int64_t even = pw % 2;  // the phase of source column 0
-          kt.deinterleave(src, W, row(even) + lo[even], row(1 - even) + lo[1 - even]);
-        } else {
-          for (int64_t b = 0; b < dw; ++b)
-            for (int64_t k = 0; k < count[b]; ++k) row(b)[lo[b] + k] = src[first[b] + k * dw];
-        }
-      }
-  });
+  bool finite = true;
+  const TileInput whole = tile_input<T>(input, ph, pw, dh * tile_rows(ceil_div(Pq, 2), blk),
+                                        dw * tile_cols(ceil_div(Qq, 2), blk), &finite);
+  if (!finite) return false;
+  if (phases == 1) return winograd_pass<T>(whole, N, w, blk, C, K, bias, y);
   at::Tensor out = empty_pooled({phases * N, K, Pq, Qq}, input.options());
-  if (!winograd_pass<T>(split, 0, 0, w, blk, C, K, bias, out)) return false;
+  for (int64_t a = 0; a < dh; ++a)
+    for (int64_t b = 0; b < dw; ++b) {
+      TileInput phase = whole;
+      phase.in_row *= dh;
+      phase.in_col *= dw;
+      phase.offset = a * whole.in_row + b * whole.in_col;
+      at::Tensor phase_out = out.narrow(0, (a * dw + b) * N, N);
+      if (!winograd_pass<T>(phase, N, w, blk, C, K, bias, phase_out)) return false;
+    }
+  const KernelsT<T>& kt = kern<T>();
   const bool planar = y.is_contiguous();
   at::Tensor dense = planar ? y : empty_pooled({N, K, P, Q}, y.options());
   const T* op = out.const_data_ptr<T>();
@@ -309,7 +289,7 @@ void winograd_wgrad_phase(const at::Tensor& src, int64_t top, int64_t left, cons
   const int64_t N = src.size(0), K = gy.size(1), P = gy.size(2), Q = gy.size(3), MR = kt.mr, lanes = kt.tiles * kt.nr;
   const int64_t TP = ceil_div(P, 2), TQ = ceil_div(Q, 2), Kbuf = kparts * kpt_lanes, Ctot = blk.count() * Cred,
                 nxi = blk.xi();
-  const TileInput in = tile_input<T>(src, top, left, TP, TQ, blk);
+  const TileInput in = tile_input<T>(src, top, left, tile_rows(TP, blk), tile_cols(TQ, blk));
   // grad_output channels-last, zero up to even sizes and Kbuf channels;
   // grad_bias from the sums of its rows, taken during the copy.
   at::Tensor row_sums;
