@@ -866,11 +866,15 @@ at::Tensor spread_subsampled(const at::Tensor& dense, const at::Tensor& input, c
 // (0.55-0.7x at batch 1, where the wide pass splits pixels finer).
 // (Planes of a unit past 16 MiB would take a buffer that size per thread.)
 // With 512-bit wide tiles (2-core Zen 5) the wide kernels won the larger
-// kernels (7x7/2 stem forward 1.34-1.49x, 5x5/2 1.17x, 4x4/4 1.4x) and lost
-// the 3 x 3 ones (1 -> 32 and 3 -> 16..64 channels: the plane kernels took
-// 0.57-0.82 of the forward and 0.80-0.97 of forward + backward).
+// kernels against 256-bit plane kernels (7x7/2 stem forward 1.34-1.49x,
+// 5x5/2 1.17x, 4x4/4 1.4x). The plane kernels now take 512-bit vectors too
+// where rows fill them, and win those kernels' forward back where rows hold
+// two vectors or more and the stride is at most 2 (2-vCPU Xeon: 7x7/2 stem
+// 1.08 -> 0.99 ms at batch 1, 7.96 -> 6.85 at batch 8; 5x5 3 -> 32 at 32x32
+// 1.86 -> 1.69), not their grad_weight (the batch-8 stem 1.25x slower) nor
+// patches (4x4/4 1.04x, 16x16/16 2.1x slower: rows of 56 and 14 pixels).
 bool few_input_channels(const ConvShape& s, bool grad_weight) {
-  if (wide_vectors_wider() && s.R * s.S > 9) return false;
+  if (wide_vectors_wider() && s.R * s.S > 9 && (grad_weight || s.stride_w > 2 || s.Q < 32)) return false;
   const int64_t unit_bytes = s.C_per_group() * (s.H + 2 * s.pad_h) * (s.W + 2 * s.pad_w) * int64_t(sizeof(double));
   return s.C_per_group() <= 4 && unit_bytes <= (16 << 20) && (!grad_weight || s.N >= 4);
 }

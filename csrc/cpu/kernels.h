@@ -66,9 +66,6 @@ struct PlaneRow {
 
 constexpr int kPlaneKB = 6;
 
-// Vectors per block along the width for a plane call with kb output channels
-// (kb * qb accumulators fit the 16 vector registers).
-constexpr int plane_qb(int64_t kb) { return kb >= 5 ? 2 : kb >= 3 ? 3 : 4; }
 
 // Vector partial sums of grad_weight: for k < kb and i < nitem,
 //   acc[(k*acc_k + i)*L .. +L] += sum over rows and vectors v of
