@@ -146,6 +146,12 @@ FIXED = [
     # 5 x 5 filters on F(2x2, 5x5); 5 x 3 as 3 x 3 Winograd blocks.
     dict(N=2, C=32, K=40, H=9, W=8, R=5, S=5, stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1),
     dict(N=1, C=35, K=32, H=7, W=9, R=5, S=3, stride=(1, 1), padding=(4, 0), dilation=(1, 2), groups=1),
+    # Non-overlapping patches (stride = kernel size), whose grad_input is a 1 x 1
+    # layer spread to the patches: rows and columns past the last patch, groups,
+    # unequal sides, 16 x 16 patches of a ViT stem.
+    dict(N=2, C=3, K=24, H=34, W=29, R=4, S=4, stride=(4, 4), padding=(0, 0), dilation=(1, 1), groups=1),
+    dict(N=2, C=6, K=8, H=12, W=15, R=2, S=3, stride=(2, 3), padding=(0, 0), dilation=(1, 1), groups=2),
+    dict(N=1, C=3, K=40, H=32, W=48, R=16, S=16, stride=(16, 16), padding=(0, 0), dilation=(1, 1), groups=1),
     # Batch lanes (vectors along the batch): a tail block of images, padding
     # (taps skipped at the borders), stride and dilation, 1 -> 6 channels.
     dict(N=70, C=6, K=16, H=14, W=14, R=5, S=5, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),

@@ -1547,6 +1547,41 @@ at::Tensor corr2d(const at::Tensor& x_any, const at::Tensor& k_any) {
   return y;
 }
 
+// Non-overlapping patches (stride = kernel size, no padding or dilation: ViT
+// and ConvNeXt stems). Input pixel (p * R + a, q * S + b) meets only tap (a, b)
+// of output pixel (p, q), so grad_input is a 1 x 1 layer from the K output
+// channels to C * R * S values per pixel, spread to their pixels (a
+// depth-to-space copy; pixels past the last patch get zeros). The stride
+// phases of the other paths compute the zero-inserted columns as well:
+// 2-vCPU Xeon, 8 x 3 -> 192, 16 x 16 patches of 224 x 224: 47.7 -> 2.5 ms
+// (torch 22.6); 4 x 4 patches, 3 -> 96: 9.3 -> 2.35 ms (torch 8.9). (Their
+// forward as a 1 x 1 layer on a space-to-depth copy ran 1.0-1.6x slower than
+// the direct kernels.)
+bool non_overlapping_patches(const ConvShape& s) {
+  return s.R * s.S > 1 && s.stride_h == s.R && s.stride_w == s.S && s.pad_h == 0 && s.pad_w == 0 && s.dil_h == 1 &&
+         s.dil_w == 1;
+}
+
+at::Tensor patch_grad_input(const at::Tensor& gy, const at::Tensor& weight, const ConvShape& s) {
+  const int64_t G = s.groups, Cg = s.C_per_group(), Kg = s.K_per_group(), RS = s.R * s.S;
+  // The 1 x 1 layer's weight [(g, c, a, b)][k] = weight[g * Kg + k][c][a][b].
+  const at::Tensor w1 = weight.reshape({G, Kg, Cg * RS}).transpose(1, 2).reshape({G * Cg * RS, Kg, 1, 1}).contiguous();
+  ConvShape s1;
+  s1.N = s.N;
+  s1.C = s.K;
+  s1.H = s1.P = s.P;
+  s1.W = s1.Q = s.Q;
+  s1.K = s.C * RS;
+  s1.R = s1.S = 1;
+  s1.groups = G;
+  const at::Tensor z = forward(gy, w1, std::nullopt, s1, at::MemoryFormat::Contiguous).contiguous();
+  const bool covered = s.H == s.P * s.R && s.W == s.Q * s.S;
+  at::Tensor gx = covered ? empty_pooled({s.N, s.C, s.H, s.W}, gy.options()) : zeros_pooled({s.N, s.C, s.H, s.W}, gy.options());
+  gx.narrow(2, 0, s.P * s.R).narrow(3, 0, s.Q * s.S).unflatten(3, {s.Q, s.S}).unflatten(2, {s.P, s.R})
+      .copy_(z.view({s.N, s.C, s.R, s.S, s.P, s.Q}).permute({0, 1, 4, 2, 5, 3}));
+  return gx;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_output, const at::Tensor& input,
                                                        const at::Tensor& weight, const ConvShape& s,
                                                        std::array<bool, 3> output_mask) {
@@ -1583,6 +1618,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_o
         grad_input = zeros_pooled(input.sizes(), input.options());
       } else if (winograd_gx()) {
         // done (Winograd checks its operands' finiteness itself, on the way)
+      } else if (non_overlapping_patches(s)) {
+        grad_input = patch_grad_input(grad_output, weight, s);  // every product a real one: exact for Inf and NaN too
       } else if (!all_finite<scalar_t>(weight)) {
         backward_input_exact<scalar_t>(grad_output, weight, s, grad_input);
       } else if (use_wide<scalar_t>(s.C_per_group()) && reads_subsampled(s)) {
