@@ -412,12 +412,14 @@ void plane_row_kq(const PlaneRow<T>& a) {
 // ones (whose reads stay within the margin the buffers carry, a multiple of
 // the narrow vector). Twice the products an instruction: 2-vCPU Xeon,
 // forward, 3x3/2 3 -> 32 stem at 224x224 0.30 -> 0.22 ms, 3x3 3 -> 64 at
-// 224x224 1.80 -> 0.89 ms (batch 1).
+// 224x224 1.80 -> 0.89 ms (batch 1). Rows of fewer than four wide vectors
+// that do not fill them keep the narrow ones: their second call per row cost
+// more than it saved (28-pixel rows, 4 channels per group: 1.04-1.10x).
 template <typename T, int KB>
 void plane_row_kb(const PlaneRow<T>& a) {
   if constexpr (kWideBytes > kVecBytes) {
     constexpr int64_t WL = Vec<T, kWideBytes>::L;
-    const int64_t whole = a.Q / WL * WL;
+    const int64_t whole = a.Q % WL == 0 || a.Q >= 4 * WL ? a.Q / WL * WL : 0;
     if (whole > 0) {
       PlaneRow<T> wide = a;
       wide.Q = whole;
