@@ -1,7 +1,8 @@
 // AVX-512 build of the kernels: the wide kernels hold one 16-float tile row
 // in a single 512-bit register and keep 8 pixels x 2 tiles in flight (32
 // vector registers: each broadcast feeds two FMAs) and the batch-lane
-// kernels 16 images a vector; the plane kernels keep 256-bit vectors.
+// kernels 16 images a vector; the plane kernels take 512-bit vectors for the
+// stretches of long rows that fill them, 256-bit ones elsewhere.
 // Chosen at run time only on CPUs with AVX-512F/VL/BW/DQ (see kernels() in
 // conv2d_cpu.cpp). Reduction blocks twice the AVX2 build's (32 KB of weights
 // a tile): fewer, longer calls; 1x1 layers of 512+ channels 2-4% faster,
