@@ -1576,7 +1576,8 @@ at::Tensor patch_grad_input(const at::Tensor& gy, const at::Tensor& weight, cons
   s1.groups = G;
   const at::Tensor z = forward(gy, w1, std::nullopt, s1, at::MemoryFormat::Contiguous).contiguous();
   const bool covered = s.H == s.P * s.R && s.W == s.Q * s.S;
-  at::Tensor gx = covered ? empty_pooled({s.N, s.C, s.H, s.W}, gy.options()) : zeros_pooled({s.N, s.C, s.H, s.W}, gy.options());
+  const std::vector<int64_t> size{s.N, s.C, s.H, s.W};
+  at::Tensor gx = covered ? empty_pooled(size, gy.options()) : zeros_pooled(size, gy.options());
   gx.narrow(2, 0, s.P * s.R).narrow(3, 0, s.Q * s.S).unflatten(3, {s.Q, s.S}).unflatten(2, {s.P, s.R})
       .copy_(z.view({s.N, s.C, s.R, s.S, s.P, s.Q}).permute({0, 1, 4, 2, 5, 3}));
   return gx;

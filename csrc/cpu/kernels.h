@@ -66,7 +66,6 @@ struct PlaneRow {
 
 constexpr int kPlaneKB = 6;
 
-
 // Vector partial sums of grad_weight: for k < kb and i < nitem,
 //   acc[(k*acc_k + i)*L .. +L] += sum over rows and vectors v of
 //   gy[k*gy_k + row*gy_row + v*L ..] * x[item_off[i] + row*x_row + v*L ..]

@@ -417,22 +417,23 @@ void plane_row_kq(const PlaneRow<T>& a) {
 // more than it saved (28-pixel rows, 4 channels per group: 1.04-1.10x).
 template <typename T, int KB>
 void plane_row_kb(const PlaneRow<T>& a) {
+  int64_t whole = 0;  // columns on the wide vectors
   if constexpr (kWideBytes > kVecBytes) {
     constexpr int64_t WL = Vec<T, kWideBytes>::L;
-    const int64_t whole = a.Q % WL == 0 || a.Q >= 4 * WL ? a.Q / WL * WL : 0;
-    if (whole > 0) {
-      PlaneRow<T> wide = a;
-      wide.Q = whole;
-      plane_row_kq<T, KB, kWideBytes>(wide);
-      if (whole == a.Q) return;
-    }
+    if (a.Q % WL == 0 || a.Q >= 4 * WL) whole = a.Q / WL * WL;
+  }
+  if (whole > 0) {
+    PlaneRow<T> wide = a;
+    wide.Q = whole;
+    plane_row_kq<T, KB, kWideBytes>(wide);
+  }
+  if (whole < a.Q) {
     PlaneRow<T> rest = a;
     rest.in += whole;
     rest.out += whole;
     rest.Q -= whole;
-    return plane_row_kq<T, KB, kVecBytes>(rest);
+    plane_row_kq<T, KB, kVecBytes>(rest);
   }
-  plane_row_kq<T, KB, kVecBytes>(a);
 }
 
 // One channel, a dense K x K window, stride 1 (depthwise rows, forward or
