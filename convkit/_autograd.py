@@ -20,10 +20,11 @@ def _wanted(grad):
 
 def direct_route(*tensors):
     """True where conv2d and its backward may call convkit._C's direct entries
-    (unboxed, below the autograd layer when no graph is recorded) instead of
-    the boxed op and, for convkit.conv2d, record the graph with EagerConv2d
-    (conv2d_eager): in eager mode (compiled graphs trace the op) and for
-    tensors without __torch_function__ overrides (those see the op)."""
+    instead of the boxed op: unboxed, below the autograd layer when no graph is
+    recorded, and for convkit.conv2d with its graph recorded by a C++ node
+    (as torch records nn.Conv2d's) rather than the op's Python autograd layer.
+    That is in eager mode (compiled graphs trace the op) and for tensors
+    without __torch_function__ overrides (those see the op)."""
     return not torch.compiler.is_compiling() and not torch._C._has_torch_function(tensors)
 
 
@@ -195,31 +196,3 @@ class Conv2dFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         return _conv2d_backward(ctx, grad_output)
-
-
-class EagerConv2d(torch.autograd.Function):
-    """conv2d's graph recorded by a plain autograd Function around the op's
-    direct entry (convkit._C.conv2d: unboxed, below the autograd layer, as grad
-    mode is off inside forward), for eager calls with normalised arguments:
-    about 10 us a call where the op's Python autograd layer costs 30 (its
-    fill_defaults rebuilds the schema's argument list once per argument). The
-    forward(ctx, ...) form on purpose: Function.apply binds a
-    setup_context-style forward's signature with inspect on every call."""
-
-    @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
-        ctx.save_for_backward(input, weight)
-        ctx.hyper = (stride, padding, dilation, groups)
-        ctx.has_bias = bias is not None
-        return extension.conv2d(input, weight, bias, stride, padding, dilation, groups)
-
-    backward = staticmethod(_conv2d_backward)
-
-
-def conv2d_eager(input, weight, bias, stride, padding, dilation, groups):
-    """The op on direct_route's tensors: through EagerConv2d where a graph is
-    recorded, else straight to the direct entry."""
-    if torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad or
-                                    (bias is not None and bias.requires_grad)):
-        return EagerConv2d.apply(input, weight, bias, stride, padding, dilation, groups)
-    return extension.conv2d(input, weight, bias, stride, padding, dilation, groups)

@@ -2,7 +2,7 @@
 import torch
 
 from . import _args
-from ._autograd import conv2d_eager, direct_route
+from ._autograd import direct_route
 from ._ops import extension
 
 ops = torch.ops.convkit
@@ -42,7 +42,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if isinstance(groups, bool) or not isinstance(groups, int):
         raise TypeError(f"groups must be an int, got {groups!r}")
     if direct_route(input, weight, bias):
-        output = conv2d_eager(input, weight, bias, stride, padding, dilation, groups)
+        output = extension.conv2d(input, weight, bias, stride, padding, dilation, groups)
     else:
         output = ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
     return output.squeeze(0) if unbatched else output

@@ -222,20 +222,26 @@ class BackwardMasks(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("use_function", [False, True])
-@pytest.mark.parametrize("needs", [(False, True, True), (True, False, False), (False, False, True)])
+@pytest.mark.parametrize("needs", [(False, True, True), (True, False, False), (False, False, True),
+                                   (True, True, None), (False, True, None)])
 def test_backward_computes_only_requested_gradients(use_function, needs):
+    # needs[2] None: no bias (the graph then has no edge for it).
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=needs[0])
     w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=needs[1])
-    b = torch.randn(4, dtype=torch.float64, requires_grad=needs[2])
+    b = None if needs[2] is None else torch.randn(4, dtype=torch.float64, requires_grad=needs[2])
     with BackwardMasks() as recorder:
         if use_function:
             y = convkit.Conv2dFunction.apply(x, w, b, 1, 1, 1, 1)
         else:
             y = convkit.conv2d(x, w, b, padding=1)
         y.sum().backward()
-    assert recorder.masks == [list(needs)]
-    for t, wanted in zip((x, w, b), needs):
+    assert recorder.masks == [[bool(n) for n in needs]]
+    for t, wanted in zip((x, w), needs):
         assert (t.grad is not None) == wanted
+    if b is not None:
+        assert (b.grad is not None) == needs[2]
+    for t in [t for t in (x, w) if t.requires_grad]:
+        torch.testing.assert_close(t.grad, torch.autograd.grad(F.conv2d(x, w, b, padding=1).sum(), t)[0])
 
 
 def test_batch_zero_and_unbatched(device):
