@@ -653,7 +653,9 @@ struct PlaneRowsPass {
   T* out;
   int64_t Pout, out_row, row_step, row_origin, CS, reach;  // reach: layout rows an output row spans
 
-  PlaneRowsPass(const PlaneLayout& lay, int64_t Cred, int64_t Kout, int64_t G, const at::Tensor& weight,
+  // weight(g, k, c, r, t): the weight from reduction channel c to output k of group g at tap (r, t).
+  template <typename Weight>
+  PlaneRowsPass(const PlaneLayout& lay, int64_t Cred, int64_t Kout, int64_t G, const Weight& weight,
                 const T* bias_, T* out_, int64_t Pout_, int64_t out_row_, int64_t R, int64_t S, int64_t row_step_,
                 int64_t dh, int64_t dw, int64_t row_origin_, bool skip_zero_rows)
       : bias(bias_), out(out_), Pout(Pout_), out_row(out_row_), row_step(row_step_), row_origin(row_origin_),
@@ -662,8 +664,6 @@ struct PlaneRowsPass {
     // Reduction in (r, c, s) order, so the taps of a range of kernel rows are
     // a contiguous slice. (Plain loops rather than tensor ops: tiny
     // convolutions are all overhead.)
-    const at::Tensor wc = weight.contiguous();
-    const T* wsrc = wc.const_data_ptr<T>();
     w.assign(G * kblocks * nred * kPlaneKB, T(0));
     for (int64_t g = 0; g < G; ++g)
       for (int64_t k = 0; k < Kgrp; ++k)
@@ -671,7 +671,7 @@ struct PlaneRowsPass {
           for (int64_t r = 0; r < R; ++r)
             for (int64_t t = 0; t < S; ++t)
               w[((g * kblocks + k / kPlaneKB) * nred + (r * Cred + c) * S + t) * kPlaneKB + k % kPlaneKB] =
-                  wsrc[(((g * Kgrp + k) * Cred + c) * R + r) * S + t];
+                  weight(g, k, c, r, t);
     off.resize(nred);
     for (int64_t r = 0; r < R; ++r)
       for (int64_t c = 0; c < Cred; ++c)
@@ -800,7 +800,13 @@ void forward_plane(const at::Tensor& input, const at::Tensor& weight, const at::
   job.Qout = s.Q;
   job.out_k = s.P * s.Q;
   if (!y.is_contiguous()) y = empty_pooled({s.N, s.K, s.P, s.Q}, input.options());
-  job.passes.emplace_back(job.lay, s.C_per_group(), s.K, s.groups, weight,
+  const at::Tensor wc = weight.contiguous();
+  const T* wp = wc.const_data_ptr<T>();
+  const int64_t Cg = s.C_per_group(), Kg = s.K_per_group();
+  const auto w_at = [&](int64_t g, int64_t k, int64_t c, int64_t r, int64_t t) {
+    return wp[(((g * Kg + k) * Cg + c) * s.R + r) * s.S + t];
+  };
+  job.passes.emplace_back(job.lay, Cg, s.K, s.groups, w_at,
                           bias.defined() ? bias.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), s.P, s.Q, s.R,
                           s.S, s.stride_h, s.dil_h, s.dil_w, 0, all_finite<T>(weight));
   job.run();
@@ -1114,17 +1120,18 @@ PlaneRows<T> backward_input_plane(const at::Tensor& gy, const at::Tensor& weight
   lay.col_step = s.stride_w;
   lay.data_rows = s.P;
   gx = empty_pooled({s.N, s.C, s.H, s.W}, gy.options());
+  const at::Tensor wc = weight.contiguous();
+  const T* wp = wc.const_data_ptr<T>();
   for (int64_t a = 0; a < std::min(sh, s.H); ++a) {
     if (count[a] == 0) {  // no tap reaches these rows
       gx.slice(2, a, s.H, sh).zero_();
       continue;
     }
-    // wt[g*Cg + c][k][j][s] = w[g*Kg + k][c][R-1-(first + j*step)][S-1-s]
-    const at::Tensor wt = weight.reshape({G, Kg, Cg, s.R, s.S})
-                              .flip({3, 4})
-                              .slice(3, first[a], s.R, step)
-                              .transpose(1, 2)
-                              .contiguous();
+    // Output c (an input channel) of group g reduces over k (grad_output
+    // channels) with the flipped taps of this phase: kernel row R-1-(first + j*step).
+    const auto wt = [&, a](int64_t g, int64_t c, int64_t k, int64_t j, int64_t t) {
+      return wp[(((g * Kg + k) * Cg + c) * s.R + s.R - 1 - (first[a] + j * step)) * s.S + s.S - 1 - t];
+    };
     job.passes.emplace_back(lay, Kg, s.C, G, wt, nullptr, gx.mutable_data_ptr<T>() + a * s.W, ceil_div(s.H - a, sh),
                         sh * s.W, count[a], s.S, 1, row_dil, s.dil_w, top + base[a], true);
   }
