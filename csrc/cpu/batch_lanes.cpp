@@ -16,7 +16,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -151,13 +155,12 @@ std::vector<int64_t> lane_blocks(const std::vector<std::pair<int64_t, int64_t>>&
   return bounds;
 }
 
-// A grouped correlation over one block of images: out [G * Kout][ah.O][aw.O][L]
+// The blocks of a grouped batch-lane correlation: out [G * Kout][ah.O][aw.O][L]
 // from in [G * Cred][ah.extent()][aw.extent()][L] (the input at (ah.lo(), aw.lo())).
-template <typename T>
-struct LaneCorr {
+// It depends on the shape only, so a layer's plan is built once (lane_plan).
+struct LanePlan {
   LaneAxis ah, aw;
   int64_t G, Cred, Kout, L, width, chan, kb, kblocks, items;
-  std::vector<T> w;  // [g][kblock][item (r, s, c)][kBatchKB], zero past the block's channels
   std::vector<int64_t> item_off, seg, pix_in, pix_out;
   // Blocks of up to batch_cols[kb] output pixels and the item segments
   // (taps) they read: the rows of a block read the same kernel rows, its
@@ -166,32 +169,23 @@ struct LaneCorr {
     int64_t pix0, npix, seg0, nseg;
   };
   std::vector<Call> calls;
-  const T* bias;
 
-  // weight(g, o, c, r, t): the weight from reduction channel c to output o of group g.
-  template <typename Weight>
-  LaneCorr(LaneAxis ah_, LaneAxis aw_, int64_t G_, int64_t Cred_, int64_t Kout_, bool skip, const Weight& weight,
-           const T* bias_)
-      : ah(std::move(ah_)), aw(std::move(aw_)), G(G_), Cred(Cred_), Kout(Kout_), L(kern<T>().batch_lanes),
-        width(aw.extent()), chan(conflict_free_stride<T>(ah.extent() * aw.extent() * L)), bias(bias_) {
+  // chan: the channel stride of the input buffer; M: pixels per block (for kb outputs).
+  LanePlan(LaneAxis ah_, LaneAxis aw_, int64_t G_, int64_t Cred_, int64_t Kout_, bool skip, int64_t L_,
+           const std::function<int64_t(int64_t)>& channel_stride, const int* batch_cols)
+      : ah(std::move(ah_)), aw(std::move(aw_)), G(G_), Cred(Cred_), Kout(Kout_), L(L_), width(aw.extent()),
+        chan(channel_stride(ah.extent() * aw.extent() * L)) {
     const int64_t R = ah.off.size(), S = aw.off.size();
     kblocks = ceil_div(Kout, kBatchKB);
     kb = ceil_div(Kout, kblocks);  // even blocks: 6 outputs are 3 + 3, not 4 + 2
     items = R * S * Cred;
-    w.assign(G * kblocks * items * kBatchKB, T(0));
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t o = 0; o < Kout; ++o)
-        for (int64_t r = 0; r < R; ++r)
-          for (int64_t t = 0; t < S; ++t)
-            for (int64_t c = 0; c < Cred; ++c)
-              w[((g * kblocks + o / kb) * items + (r * S + t) * Cred + c) * kBatchKB + o % kb] = weight(g, o, c, r, t);
     item_off.resize(items);
     for (int64_t r = 0; r < R; ++r)
       for (int64_t t = 0; t < S; ++t)
         for (int64_t c = 0; c < Cred; ++c) item_off[(r * S + t) * Cred + c] = c * chan + (ah.off[r] * width + aw.off[t]) * L;
     // Rows by the kernel rows they read; inside each run of rows, pixels
     // column by column, so a block's columns are neighbours.
-    const int64_t M = kern<T>().batch_cols[kb];
+    const int64_t M = batch_cols[kb];
     for (int64_t p = 0, p1; p < ah.O; p = p1) {
       const auto rt = ah.taps(p, p + 1, skip);
       for (p1 = p + 1; p1 < ah.O && ah.taps(p1, p1 + 1, skip) == rt;) ++p1;
@@ -229,29 +223,81 @@ struct LaneCorr {
 
   int64_t in_size() const { return G * Cred * chan; }
   int64_t out_plane() const { return ah.O * aw.O * L; }
-
   int64_t calls_per_run() const { return G * int64_t(calls.size()) * kblocks; }
+};
+
+// The plan of a shape, built on its first call and kept: planning costs
+// more than packing the weights (LeNet c2's forward + backward, right after
+// torch's call: 70 of its 2000 us). At most 256 plans are kept.
+template <typename T>
+std::shared_ptr<const LanePlan> lane_plan(LaneAxis ah, LaneAxis aw, int64_t G, int64_t Cred, int64_t Kout, bool skip) {
+  std::vector<int64_t> key{int64_t(sizeof(T)), G, Cred, Kout, skip};
+  for (const LaneAxis* a : {&ah, &aw}) {
+    key.insert(key.end(), {a->O, a->I, a->stride, int64_t(a->off.size())});
+    key.insert(key.end(), a->off.begin(), a->off.end());
+  }
+  static std::mutex mutex;
+  static std::map<std::vector<int64_t>, std::shared_ptr<const LanePlan>> plans;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto it = plans.find(key);
+    if (it != plans.end()) return it->second;
+  }
+  auto plan = std::make_shared<const LanePlan>(std::move(ah), std::move(aw), G, Cred, Kout, skip, kern<T>().batch_lanes,
+                                               [](int64_t n) { return conflict_free_stride<T>(n); },
+                                               kern<T>().batch_cols);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (plans.size() >= 256) plans.clear();
+  plans.emplace(std::move(key), plan);
+  return plan;
+}
+
+// A grouped correlation over one block of images: the plan of its shape and
+// the weights packed for it.
+template <typename T>
+struct LaneCorr {
+  std::shared_ptr<const LanePlan> plan;
+  std::vector<T> w;  // [g][kblock][item (r, s, c)][kBatchKB], zero past the block's channels
+  const T* bias;
+
+  // weight(g, o, c, r, t): the weight from reduction channel c to output o of group g.
+  template <typename Weight>
+  LaneCorr(LaneAxis ah, LaneAxis aw, int64_t G, int64_t Cred, int64_t Kout, bool skip, const Weight& weight,
+           const T* bias_)
+      : plan(lane_plan<T>(std::move(ah), std::move(aw), G, Cred, Kout, skip)), bias(bias_) {
+    const LanePlan& p = *plan;
+    const int64_t R = p.ah.off.size(), S = p.aw.off.size();
+    w.assign(G * p.kblocks * p.items * kBatchKB, T(0));
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t o = 0; o < Kout; ++o)
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t t = 0; t < S; ++t)
+            for (int64_t c = 0; c < Cred; ++c)
+              w[((g * p.kblocks + o / p.kb) * p.items + (r * S + t) * Cred + c) * kBatchKB + o % p.kb] =
+                  weight(g, o, c, r, t);
+  }
 
   void run(const T* in, T* out, WriteAhead& ahead) const {
+    const LanePlan& p = *plan;
     BatchTile<T> a;
-    a.item_off = item_off.data();
-    a.out_k = out_plane();
-    for (int64_t g = 0; g < G; ++g)
-      for (const Call& call : calls) {
+    a.item_off = p.item_off.data();
+    a.out_k = p.out_plane();
+    for (int64_t g = 0; g < p.G; ++g)
+      for (const LanePlan::Call& call : p.calls) {
         // The output-channel blocks of a pixel block read the same input: it stays in L1.
-        a.in = in + g * Cred * chan;
-        a.pix_in = pix_in.data() + call.pix0;
-        a.pix_out = pix_out.data() + call.pix0;
+        a.in = in + g * p.Cred * p.chan;
+        a.pix_in = p.pix_in.data() + call.pix0;
+        a.pix_out = p.pix_out.data() + call.pix0;
         a.npix = call.npix;
-        a.seg = seg.data() + 2 * call.seg0;
+        a.seg = p.seg.data() + 2 * call.seg0;
         a.nseg = call.nseg;
-        for (int64_t kbi = 0; kbi < kblocks; ++kbi) {
-          const int64_t k0 = kbi * kb;
-          a.kb = std::min(kb, Kout - k0);
+        for (int64_t kbi = 0; kbi < p.kblocks; ++kbi) {
+          const int64_t k0 = kbi * p.kb;
+          a.kb = std::min(p.kb, p.Kout - k0);
           if (a.kb <= 0) break;
-          a.w = w.data() + (g * kblocks + kbi) * items * kBatchKB;
-          a.init = bias ? bias + g * Kout + k0 : nullptr;
-          a.out = out + (g * Kout + k0) * out_plane();
+          a.w = w.data() + (g * p.kblocks + kbi) * p.items * kBatchKB;
+          a.init = bias ? bias + g * p.Kout + k0 : nullptr;
+          a.out = out + (g * p.Kout + k0) * p.out_plane();
           kern<T>().batch_tile(a);
           ahead.step();
         }
@@ -317,13 +363,14 @@ void forward_lanes(const at::Tensor& input, const at::Tensor& weight, const at::
   T* yp = y.mutable_data_ptr<T>();
   const int64_t chw = s.C * s.H * s.W, kpq = s.K * s.P * s.Q;
   parallel_for_shared(ceil_div(s.N, L), 1, [&](const auto& claim) {
-    WorkBuffer<T> in(corr.in_size()), out(s.K * corr.out_plane());  // margins stay zero
+    WorkBuffer<T> in(corr.plan->in_size()), out(s.K * corr.plan->out_plane());  // margins stay zero
     for (int64_t begin, end; claim(begin, end);)
       for (int64_t blk = begin; blk < end; ++blk) {
         const int64_t n0 = blk * L, nv = std::min(L, s.N - n0);
         if (nv < L) std::fill(in.begin(), in.end(), T(0));
-        to_lanes(xp + n0 * chw, chw, nv, s.C, s.H, s.W, in.data(), corr.chan, corr.width, corr.ah.lo(), corr.aw.lo());
-        WriteAhead ahead(yp + n0 * kpq, nv * kpq * sizeof(T), corr.calls_per_run());
+        to_lanes(xp + n0 * chw, chw, nv, s.C, s.H, s.W, in.data(), corr.plan->chan, corr.plan->width, corr.plan->ah.lo(),
+                 corr.plan->aw.lo());
+        WriteAhead ahead(yp + n0 * kpq, nv * kpq * sizeof(T), corr.plan->calls_per_run());
         corr.run(in.data(), out.data(), ahead);
         from_lanes(out.data(), kpq, nv, yp + n0 * kpq);
       }
@@ -348,8 +395,8 @@ void backward_lanes(const at::Tensor& gy_any, const at::Tensor& input, const at:
                    },
                    nullptr);
   // grad_output in grad_input's layout (with its margins), or dense.
-  const int64_t gchan = want_gx ? gxcorr->chan : conflict_free_stride<T>(s.P * s.Q * L), gwidth = want_gx ? gxcorr->width : s.Q;
-  const int64_t gtop = want_gx ? gxcorr->ah.lo() : 0, gleft = want_gx ? gxcorr->aw.lo() : 0;
+  const int64_t gchan = want_gx ? gxcorr->plan->chan : conflict_free_stride<T>(s.P * s.Q * L), gwidth = want_gx ? gxcorr->plan->width : s.Q;
+  const int64_t gtop = want_gx ? gxcorr->plan->ah.lo() : 0, gleft = want_gx ? gxcorr->plan->aw.lo() : 0;
   // The input in the forward's layout, for grad_weight: items (c, r, t) of a group.
   const LaneAxis fh = forward_axis(s.P, s.H, s.stride_h, s.pad_h, s.dil_h, s.R);
   const LaneAxis fw = forward_axis(s.Q, s.W, s.stride_w, s.pad_w, s.dil_w, s.S);
@@ -371,7 +418,7 @@ void backward_lanes(const at::Tensor& gy_any, const at::Tensor& input, const at:
   const int64_t nch = std::min<int64_t>(nblocks, 8), sums = (want_gw ? s.K * items : 0) + (want_gb ? s.K : 0);
   const Scratch<T> totals(nch * sums);
   parallel_for_shared(nch, 1, [&](const auto& claim) {
-    WorkBuffer<T> gyb(s.K * gchan), xb(want_gw ? s.C * xchan : 0), gxb(want_gx ? s.C * gxcorr->out_plane() : 0);
+    WorkBuffer<T> gyb(s.K * gchan), xb(want_gw ? s.C * xchan : 0), gxb(want_gx ? s.C * gxcorr->plan->out_plane() : 0);
     const Scratch<T> lanes(sums * L), by_lane(sums * L);
     BatchWgrad<T> a;
     a.x_row = s.stride_h * xwidth * L;
@@ -395,7 +442,7 @@ void backward_lanes(const at::Tensor& gy_any, const at::Tensor& input, const at:
           to_lanes(gyp + n0 * kpq, kpq, nv, s.K, s.P, s.Q, gyb.data(), gchan, gwidth, gtop, gleft);
           const T* g0 = gyb.data() + (gtop * gwidth + gleft) * L;  // grad_output pixel (0, 0)
           WriteAhead ahead(want_gx ? gxp + n0 * chw : nullptr, want_gx ? nv * chw * sizeof(T) : 0,
-                           (want_gw ? G * wkblocks * ceil_div(items, jb) : 0) + (want_gx ? gxcorr->calls_per_run() : 0));
+                           (want_gw ? G * wkblocks * ceil_div(items, jb) : 0) + (want_gx ? gxcorr->plan->calls_per_run() : 0));
           if (want_gw) {
             to_lanes(xp + n0 * chw, chw, nv, s.C, s.H, s.W, xb.data(), xchan, xwidth, fh.lo(), fw.lo());
             for (int64_t g = 0; g < G; ++g)
