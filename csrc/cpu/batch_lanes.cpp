@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -170,11 +169,11 @@ struct LanePlan {
   };
   std::vector<Call> calls;
 
-  // chan: the channel stride of the input buffer; M: pixels per block (for kb outputs).
-  LanePlan(LaneAxis ah_, LaneAxis aw_, int64_t G_, int64_t Cred_, int64_t Kout_, bool skip, int64_t L_,
-           const std::function<int64_t(int64_t)>& channel_stride, const int* batch_cols)
+  // chan: the input buffer's channel stride; batch_cols[kb]: pixels per block for kb outputs.
+  LanePlan(LaneAxis ah_, LaneAxis aw_, int64_t G_, int64_t Cred_, int64_t Kout_, bool skip, int64_t L_, int64_t chan_,
+           const int* batch_cols)
       : ah(std::move(ah_)), aw(std::move(aw_)), G(G_), Cred(Cred_), Kout(Kout_), L(L_), width(aw.extent()),
-        chan(channel_stride(ah.extent() * aw.extent() * L)) {
+        chan(chan_) {
     const int64_t R = ah.off.size(), S = aw.off.size();
     kblocks = ceil_div(Kout, kBatchKB);
     kb = ceil_div(Kout, kblocks);  // even blocks: 6 outputs are 3 + 3, not 4 + 2
@@ -226,9 +225,10 @@ struct LanePlan {
   int64_t calls_per_run() const { return G * int64_t(calls.size()) * kblocks; }
 };
 
-// The plan of a shape, built on its first call and kept: planning costs
-// more than packing the weights (LeNet c2's forward + backward, right after
-// torch's call: 70 of its 2000 us). At most 256 plans are kept.
+// The plan of a shape, built on its first call and kept (at most 256):
+// right after torch's call, planning and packing took 70 of the 2000 us of
+// LeNet c2's forward + backward; the weights change every training step,
+// the shapes do not.
 template <typename T>
 std::shared_ptr<const LanePlan> lane_plan(LaneAxis ah, LaneAxis aw, int64_t G, int64_t Cred, int64_t Kout, bool skip) {
   std::vector<int64_t> key{int64_t(sizeof(T)), G, Cred, Kout, skip};
@@ -243,8 +243,8 @@ std::shared_ptr<const LanePlan> lane_plan(LaneAxis ah, LaneAxis aw, int64_t G, i
     const auto it = plans.find(key);
     if (it != plans.end()) return it->second;
   }
-  auto plan = std::make_shared<const LanePlan>(std::move(ah), std::move(aw), G, Cred, Kout, skip, kern<T>().batch_lanes,
-                                               [](int64_t n) { return conflict_free_stride<T>(n); },
+  const int64_t L = kern<T>().batch_lanes, chan = conflict_free_stride<T>(ah.extent() * aw.extent() * L);
+  auto plan = std::make_shared<const LanePlan>(std::move(ah), std::move(aw), G, Cred, Kout, skip, L, chan,
                                                kern<T>().batch_cols);
   std::lock_guard<std::mutex> lock(mutex);
   if (plans.size() >= 256) plans.clear();
