@@ -21,11 +21,16 @@ namespace {
 // kernels, dispatch modes, the profiler and functorch transforms see the call
 // as they would any other. (The boxed Python call, torch.ops.convkit.*,
 // converts every argument through the schema first: 3-8 us more.)
+// Whether a functorch transform (vmap, grad, ...) is active: calls then take
+// the op's full dispatch, which the transforms see.
+bool under_functorch() {
+  return c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode);
+}
+
 template <typename Return, typename... Params, typename... Args>
 Return call_op(const c10::TypedOperatorHandle<Return(Params...)>& op, bool inputs_require_grad, const Args&... args) {
   const bool records_graph = at::GradMode::is_enabled() && inputs_require_grad;
-  const bool transformed = c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode);
-  if (records_graph || transformed) return op.call(args...);
+  if (records_graph || under_functorch()) return op.call(args...);
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   return op.call(args...);
 }
@@ -106,8 +111,7 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::
                   const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
                   const std::vector<int64_t>& dilation, int64_t groups) {
   const bool require_grad = input.requires_grad() || weight.requires_grad() || (bias && bias->requires_grad());
-  const bool transformed = c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode);
-  if (at::GradMode::is_enabled() && require_grad && !transformed)
+  if (at::GradMode::is_enabled() && require_grad && !under_functorch())
     return Conv2dNode::apply(input, weight, bias, stride, padding, dilation, groups);
   return call_op(conv2d_op(), require_grad, input, weight, bias, at::IntArrayRef(stride), at::IntArrayRef(padding),
                  at::IntArrayRef(dilation), groups);
